@@ -64,6 +64,8 @@ const (
 
 var frameNames = [...]string{"DATA", "REQUEST", "RESPONSE", "ERROR", "PING", "PONG", "HELLO", "GOAWAY"}
 
+// String returns the contract's name of t (DATA, REQUEST, ...), or
+// UNKNOWN(n) for values 8-15, so logs read like the contract.
 func (t FrameType) String() string {
 	if int(t) < len(frameNames) {
 		return frameNames[t]
@@ -119,6 +121,8 @@ const (
 var codeNames = [...]string{"NONE", "PROTOCOL_ERROR", "FRAME_TOO_LARGE", "UNSUPPORTED_VERSION",
 	"SLOW_CONSUMER", "IDLE_TIMEOUT", "SHUTTING_DOWN", "APPLICATION", "AUTH_FAILED", "OVERLOADED"}
 
+// String returns the contract's name of c (PROTOCOL_ERROR, ...), or CODE(n)
+// for a code version 1 does not define, so logs read like the contract.
 func (c Code) String() string {
 	if int(c) < len(codeNames) {
 		return codeNames[c]
@@ -135,17 +139,23 @@ const (
 // code a peer sent), and a message. errors.Is matches two *Error values with
 // the same Code, so errors.Is(err, &wire.Error{Code: wire.CodeFrameTooLarge})
 // tests the code alone.
+//
+// The *Error values returned by this package's parsers are shared,
+// preallocated package variables (so that rejecting a packet never
+// allocates): they must not be modified.
 type Error struct {
 	Code Code
 	Msg  string
 }
 
+// Error formats e as "zerowire: CODE: message".
 func (e *Error) Error() string { return "zerowire: " + e.Code.String() + ": " + e.Msg }
 
-// Is reports whether target is an *Error with the same Code.
+// Is reports whether target is a non-nil *Error with the same Code, so that
+// callers can test the code without depending on the message.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
+	return ok && t != nil && t.Code == e.Code
 }
 
 // ErrIncomplete is returned by Parse when b holds no complete packet yet and

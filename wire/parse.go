@@ -1,0 +1,211 @@
+package wire
+
+import (
+	"encoding/binary"
+	"math"
+	"strconv"
+	"unicode/utf8"
+)
+
+// The errors of the rules Parse and the payload parsers enforce, one per rule
+// so a log names the rule that was broken. They are preallocated so that
+// rejecting a packet never allocates; like every *Error this package
+// returns, they must not be modified.
+var (
+	// Packet rules, in the contract's order.
+	errBadMagic         = protocolError("bad magic")
+	errBadVersion       = protocolError("version is not 1")
+	errHeaderChecksum   = protocolError("header checksum mismatch")
+	errSizeTooSmall     = protocolError("size below the 24-byte header")
+	errFrameTooLarge    = &Error{Code: CodeFrameTooLarge, Msg: "size exceeds the max packet size"}
+	errUnknownType      = protocolError("unknown frame type")
+	errReservedFlags    = protocolError("reserved flag bit set")
+	errTrailerTooShort  = protocolError("PAYLOAD_CRC set and size below 28")
+	errTrailerMismatch  = protocolError("payload CRC mismatch")
+	errCRCOnHello       = protocolError("PAYLOAD_CRC set on HELLO")
+	errCRCNotNegotiated = protocolError("PAYLOAD_CRC set but not negotiated")
+	errCopyOnAnswer     = protocolError("COPY set on RESPONSE or PONG")
+	errPingTooLarge     = protocolError("PING or PONG with more than 64 bytes after the header")
+	errErrorTooShort    = protocolError("ERROR payload shorter than 4 bytes")
+	errErrorUTF8        = protocolError("ERROR message not valid UTF-8")
+	errGoAwayTooShort   = protocolError("GOAWAY payload shorter than 12 bytes")
+	errGoAwayUTF8       = protocolError("GOAWAY message not valid UTF-8")
+	errGoAwaySeq        = protocolError("GOAWAY seq not 0")
+	errHelloSeq         = protocolError("HELLO seq not 0")
+	errHelloTooShort    = protocolError("HELLO payload shorter than 16 bytes")
+	errHelloExtensions  = protocolError("HELLO extensions do not exactly fill the payload")
+	errHelloVersions    = protocolError("HELLO min_version exceeds max_version")
+	errHelloMaxPacket   = protocolError("HELLO max_packet_size below 4096")
+	errExtension        = protocolError("truncated extension")
+	errSeqOrder         = protocolError("seq not one more than the previous one")
+)
+
+func protocolError(msg string) *Error { return &Error{Code: CodeProtocolError, Msg: msg} }
+
+// Packet is a parsed packet. It is a view: Payload holds the application
+// bytes (the PAYLOAD_CRC trailer excluded) and aliases the bytes given to
+// Parse. A Packet is valid until the bytes under it are reused.
+type Packet struct {
+	Header
+	Payload []byte
+}
+
+// Limits is the receiver's side of the rules Parse enforces: what this side
+// advertised and negotiated in the handshake.
+type Limits struct {
+	MaxPacketSize uint32 // the receiver's advertised max packet size; 0 means DefaultMaxPacketSize
+	PayloadCRC    bool   // both HELLOs advertised CapPayloadCRC; when false any PAYLOAD_CRC is a protocol error
+}
+
+// Parse parses the packet at the start of b and enforces every rule of the
+// contract that needs no connection state: the header, the flags, the
+// trailer, and the payload layout of each frame type. Sequence order, the
+// handshake order and the correlation of answers to requests are the
+// caller's (see SeqChecker).
+//
+// On success n is p.Size, the bytes consumed. When b holds no complete
+// packet yet, err is ErrIncomplete and n is the packet's total size if the
+// header is already known, else HeaderSize: the bytes to wait for.
+// A header that breaks a rule is rejected as soon as its 24 bytes are in,
+// before the payload arrives. A broken rule returns a *Error, n = 0:
+// FRAME_TOO_LARGE when the size exceeds lim's max packet size, otherwise
+// PROTOCOL_ERROR. Where several rules are broken, the contract's order
+// decides the code.
+//
+// Parse never allocates and never reads past b. p is valid until the bytes
+// under it are reused.
+func Parse(b []byte, lim Limits) (p Packet, n int, err error) {
+	if len(b) < HeaderSize {
+		return Packet{}, HeaderSize, ErrIncomplete
+	}
+	hb := b[:HeaderSize]
+	if binary.LittleEndian.Uint32(hb[0:4]) != magicLE {
+		return Packet{}, 0, errBadMagic
+	}
+	if binary.LittleEndian.Uint16(hb[4:6]) != Version {
+		return Packet{}, 0, errBadVersion
+	}
+	if Checksum(hb[:headerCRCCoverage]) != binary.LittleEndian.Uint32(hb[20:24]) {
+		return Packet{}, 0, errHeaderChecksum
+	}
+	flags := Flags(binary.LittleEndian.Uint16(hb[6:8]))
+	size := binary.LittleEndian.Uint32(hb[8:12])
+	seq := binary.LittleEndian.Uint64(hb[12:20])
+	if size < HeaderSize {
+		return Packet{}, 0, errSizeTooSmall
+	}
+	max := lim.MaxPacketSize
+	if max == 0 {
+		max = DefaultMaxPacketSize
+	}
+	if strconv.IntSize == 32 && max > math.MaxInt32 {
+		max = math.MaxInt32 // n is an int: a larger packet could not be returned, nor held in memory
+	}
+	if size > max {
+		return Packet{}, 0, errFrameTooLarge
+	}
+	t := flags.Type()
+	if t > FrameGoAway {
+		return Packet{}, 0, errUnknownType
+	}
+	if flags&reservedMask != 0 {
+		return Packet{}, 0, errReservedFlags
+	}
+	// plen is the application payload's length: the minimum payload
+	// lengths of the contract do not count the trailer.
+	plen := size - HeaderSize
+	if flags&FlagPayloadCRC != 0 {
+		if size < HeaderSize+TrailerSize {
+			return Packet{}, 0, errTrailerTooShort
+		}
+		// The trailer itself can only be checked once the payload is in;
+		// these two need the header alone.
+		if t == FrameHello {
+			return Packet{}, 0, errCRCOnHello
+		}
+		if !lim.PayloadCRC {
+			return Packet{}, 0, errCRCNotNegotiated
+		}
+		plen -= TrailerSize
+	}
+	if t > FrameRequest { // DATA and REQUEST have no rules of their own
+		if err := checkFrameHeader(t, flags, size, plen, seq); err != nil {
+			return Packet{}, 0, err
+		}
+	}
+	if len(b) < int(size) {
+		return Packet{}, int(size), ErrIncomplete
+	}
+
+	payload := b[HeaderSize:size:size] // capped: an append by the caller must not overwrite the next packet
+	if flags&FlagPayloadCRC != 0 {
+		end := len(payload) - TrailerSize
+		if Checksum(payload[:end]) != binary.LittleEndian.Uint32(payload[end:]) {
+			return Packet{}, 0, errTrailerMismatch
+		}
+		payload = payload[:end:end]
+	}
+	switch t {
+	case FrameError:
+		if !utf8.Valid(payload[MinErrorPayload:]) {
+			return Packet{}, 0, errErrorUTF8
+		}
+	case FrameGoAway:
+		if !utf8.Valid(payload[MinGoAwayPayload:]) {
+			return Packet{}, 0, errGoAwayUTF8
+		}
+	case FrameHello:
+		if _, err := ParseHello(payload); err != nil {
+			return Packet{}, 0, err
+		}
+	}
+	return Packet{
+		Header:  Header{Version: Version, Flags: flags, Size: size, Seq: seq},
+		Payload: payload,
+	}, int(size), nil
+}
+
+// checkFrameHeader enforces the rules of the frame-type sections that need
+// only the header, so that Parse rejects such a packet before its payload
+// has arrived. All of them are PROTOCOL_ERROR, so their order among
+// themselves decides only the message.
+func checkFrameHeader(t FrameType, flags Flags, size, plen uint32, seq uint64) error {
+	switch t {
+	case FrameResponse:
+		if flags&FlagCopy != 0 {
+			return errCopyOnAnswer
+		}
+	case FrameError:
+		if plen < MinErrorPayload {
+			return errErrorTooShort
+		}
+	case FramePing:
+		if size-HeaderSize > MaxPingPayload {
+			return errPingTooLarge
+		}
+	case FramePong:
+		// The contract bounds only PING; a PONG carries a PING's payload
+		// unchanged, so a larger one can answer no valid PING.
+		if flags&FlagCopy != 0 {
+			return errCopyOnAnswer
+		}
+		if size-HeaderSize > MaxPingPayload {
+			return errPingTooLarge
+		}
+	case FrameHello:
+		if seq != 0 {
+			return errHelloSeq
+		}
+		if plen < MinHelloPayload {
+			return errHelloTooShort
+		}
+	case FrameGoAway:
+		if seq != 0 {
+			return errGoAwaySeq
+		}
+		if plen < MinGoAwayPayload {
+			return errGoAwayTooShort
+		}
+	}
+	return nil
+}
