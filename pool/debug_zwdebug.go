@@ -1,0 +1,5 @@
+//go:build zwdebug
+
+package pool
+
+func init() { forceDebug = true }

@@ -1,0 +1,132 @@
+package pool
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// Every platform file provides the memory under regions:
+//
+//	// mapRegion returns size bytes of zeroed, writable memory, preferably
+//	// outside the Go heap.
+//	func mapRegion(size int, populate, hugePages bool) ([]byte, error)
+//	// unmapRegion gives back memory from mapRegion; it is never touched again.
+//	func unmapRegion(mem []byte) error
+//
+// mmap_linux.go maps anonymous memory; mmap_other.go falls back to Go slices
+// with the same behaviour apart from where the bytes live.
+
+// region is one mapping carved into equal slots. Its metadata lives on the
+// Go heap, allocated once when the region is mapped, so Get and Release
+// allocate nothing; the mapped bytes hold no Go pointers.
+type region struct {
+	mem   []byte
+	size  int    // of each slot
+	mask  uint32 // slot index within the class to index within the region
+	debug bool
+	cls   *class
+	slots []slot
+	// freedAt, in debug mode only, holds for each slot the call site of the
+	// release that last freed it.
+	freedAt []atomic.Pointer[string]
+}
+
+// bytes returns the whole of slot s's memory.
+func (r *region) bytes(s *slot) []byte {
+	off := int(s.idx&r.mask) * r.size
+	return r.mem[off : off+r.size : off+r.size]
+}
+
+// grow maps a new region, keeps its first slot for the caller and pushes the
+// rest. It takes pool.mu: this is the one slow path allowed a lock.
+func (c *class) grow() (*slot, error) {
+	p := c.pool
+	if p.mapped.Load()+int64(c.regionBytes) > p.maxBytes {
+		// Full: fail without the lock, so a storm of Gets at the cap does
+		// not queue on it.
+		return c.exhausted(nil)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	if s := c.pop(); s != nil {
+		return s, nil // another Get mapped a region while this one waited
+	}
+	if p.mapped.Load()+int64(c.regionBytes) > p.maxBytes {
+		return c.exhausted(nil)
+	}
+	mem, err := mapRegion(c.regionBytes, p.populate, p.hugePages)
+	if err != nil {
+		return c.exhausted(err)
+	}
+	r := &region{
+		mem:   mem,
+		size:  c.size,
+		mask:  1<<c.shift - 1,
+		debug: p.debug,
+		cls:   c,
+		slots: make([]slot, 1<<c.shift),
+	}
+	first := uint32(c.nregions) << c.shift
+	for i := range r.slots {
+		s := &r.slots[i]
+		s.idx = first + uint32(i)
+		s.reg = r
+		s.next.Store(s.idx + 2) // links each slot to the one after it
+	}
+	if r.debug {
+		r.freedAt = make([]atomic.Pointer[string], len(r.slots))
+		poison(mem)
+	}
+	c.regions[c.nregions].Store(r)
+	c.nregions++
+	p.mapped.Add(int64(c.regionBytes))
+	if len(r.slots) > 1 {
+		c.pushChain(&r.slots[1], &r.slots[len(r.slots)-1])
+	}
+	return &r.slots[0], nil
+}
+
+// exhausted counts a failed Get and returns the slot it can find, if a
+// Release freed one since the caller looked, or ErrExhausted wrapping cause.
+func (c *class) exhausted(cause error) (*slot, error) {
+	if s := c.pop(); s != nil {
+		return s, nil
+	}
+	c.pool.failures.Add(1)
+	if cause != nil {
+		return nil, fmt.Errorf("%w: %w", ErrExhausted, cause)
+	}
+	return nil, ErrExhausted
+}
+
+// unmapAll unmaps every region of c and forgets them; pool.mu is held.
+func (c *class) unmapAll() error {
+	var first error
+	for i := range c.nregions {
+		if err := unmapRegion(c.regions[i].Load().mem); err != nil && first == nil {
+			first = err
+		}
+		c.regions[i].Store(nil)
+	}
+	c.nregions = 0
+	c.head.Store(0)
+	return first
+}
+
+// stats counts c's slots; pool.mu is held.
+func (c *class) stats() ClassStats {
+	cs := ClassStats{Size: c.size, Slots: c.nregions << c.shift}
+	for i := range c.nregions {
+		r := c.regions[i].Load()
+		for j := range r.slots {
+			if r.slots[j].refs() > 0 {
+				cs.InUse++
+			}
+		}
+	}
+	cs.InUseBytes = int64(cs.InUse) * int64(c.size)
+	return cs
+}
