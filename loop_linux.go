@@ -1,0 +1,513 @@
+package zerowire
+
+import (
+	"errors"
+	"github.com/zerowire/zerowire/internal/conntable"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/zerowire/zerowire/internal/poll"
+	"github.com/zerowire/zerowire/wire"
+)
+
+// The epoll backend: one reactor per loop, each on its own locked OS thread,
+// with edge-triggered sockets and an eventfd for wake-ups.
+
+const (
+	epollAvailable = true
+	defaultBackend = BackendEpoll
+	listenToken    = poll.WakeToken - 1
+	listenBacklog  = 65535
+)
+
+type platformLoop struct {
+	poller *poll.Poller
+	lnfd   int // -1 when this loop does not accept
+	events []poll.Event
+	stop   bool
+}
+
+type platformServer struct {
+	unixPath string
+}
+
+var errEOF = errors.New("EOF")
+
+func (s *Server) listenEpoll(network, address string) error {
+	n := s.opts.Loops
+	single := s.opts.SingleAcceptor || network == "unix" || n == 1
+	fds := []int{}
+	fd, addr, err := listenFD(network, address)
+	if err != nil {
+		return err
+	}
+	fds = append(fds, fd)
+	if !single {
+		// The first listener settled the port (it may have been 0); the
+		// others join it through SO_REUSEPORT and the kernel spreads
+		// connections among them.
+		for i := 1; i < n; i++ {
+			fd, _, err := listenFD(network, addr.String())
+			if err != nil {
+				for _, fd := range fds {
+					unix.Close(fd)
+				}
+				return err
+			}
+			fds = append(fds, fd)
+		}
+	}
+	if network == "unix" {
+		s.plat.unixPath = address
+	}
+	s.addr = addr
+	return s.startLoops(fds)
+}
+
+// adoptEpoll takes over an open listener's socket (systemd-style
+// activation): one loop accepts and hands connections round-robin.
+func (s *Server) adoptEpoll(ln net.Listener) error {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return errors.New("zerowire: listener has no file descriptor")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var fd int
+	var derr error
+	if err := rc.Control(func(f uintptr) { fd, derr = unix.Dup(int(f)) }); err != nil {
+		return err
+	}
+	if derr != nil {
+		return os.NewSyscallError("dup", derr)
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return os.NewSyscallError("setnonblock", err)
+	}
+	s.addr = ln.Addr()
+	ln.Close()
+	return s.startLoops([]int{fd})
+}
+
+func listenFD(network, address string) (int, net.Addr, error) {
+	if network == "unix" {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return -1, nil, os.NewSyscallError("socket", err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrUnix{Name: address}); err != nil {
+			unix.Close(fd)
+			return -1, nil, os.NewSyscallError("bind", err)
+		}
+		if err := unix.Listen(fd, listenBacklog); err != nil {
+			unix.Close(fd)
+			return -1, nil, os.NewSyscallError("listen", err)
+		}
+		return fd, &net.UnixAddr{Name: address, Net: "unix"}, nil
+	}
+	ta, err := net.ResolveTCPAddr("tcp", address)
+	if err != nil {
+		return -1, nil, err
+	}
+	var sa unix.Sockaddr
+	family := unix.AF_INET
+	if ip4 := ta.IP.To4(); ip4 != nil {
+		sa4 := &unix.SockaddrInet4{Port: ta.Port}
+		copy(sa4.Addr[:], ip4)
+		sa = sa4
+	} else {
+		// No address, or an IPv6 one: listen on IPv6, dual-stack when the
+		// address is unspecified, as net.Listen does.
+		family = unix.AF_INET6
+		sa6 := &unix.SockaddrInet6{Port: ta.Port}
+		copy(sa6.Addr[:], ta.IP.To16())
+		sa = sa6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, os.NewSyscallError("socket", err)
+	}
+	fail := func(call string, err error) (int, net.Addr, error) {
+		unix.Close(fd)
+		return -1, nil, os.NewSyscallError(call, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail("setsockopt", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return fail("setsockopt", err)
+	}
+	if family == unix.AF_INET6 && ta.IP == nil {
+		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	if err := unix.Listen(fd, listenBacklog); err != nil {
+		return fail("listen", err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	return fd, net.TCPAddrFromAddrPort(addrPort(got)), nil
+}
+
+func addrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+	}
+	return netip.AddrPort{}
+}
+
+func (s *Server) startLoops(lnfds []int) error {
+	for i := 0; i < s.opts.Loops; i++ {
+		l, err := newLoop(s, i, false)
+		if err == nil {
+			l.plat.poller, err = poll.New()
+		}
+		if err != nil {
+			for _, fd := range lnfds {
+				unix.Close(fd)
+			}
+			for _, l := range s.loops {
+				l.plat.poller.Close()
+				l.release()
+			}
+			return err
+		}
+		l.plat.lnfd = -1
+		l.plat.events = make([]poll.Event, 256)
+		if i < len(lnfds) {
+			l.plat.lnfd = lnfds[i]
+			if err := l.plat.poller.AddLevel(lnfds[i], listenToken); err != nil {
+				return err
+			}
+		}
+		s.loops = append(s.loops, l)
+	}
+	for _, l := range s.loops {
+		s.wg.Add(1)
+		go l.run()
+	}
+	return nil
+}
+
+func (l *loop) run() {
+	runtime.LockOSThread()
+	defer l.srv.wg.Done()
+	p := &l.plat
+	busy := int64(l.srv.opts.BusyPoll)
+	lastEvent := monotime()
+	for !p.stop {
+		timeout := l.wheel.next(l.now)
+		if len(l.again) > 0 {
+			timeout = 0
+		}
+		n, err := 0, error(nil)
+		if busy > 0 && timeout != 0 {
+			// Spinning keeps the vCPU awake: waking an idle one costs tens
+			// of microseconds, more than the work of a request.
+			for monotime()-lastEvent < busy && l.tasks.empty() {
+				if n, err = p.poller.Wait(p.events, 0); n > 0 || err != nil {
+					break
+				}
+			}
+		}
+		if n == 0 && err == nil {
+			p.poller.Sleeping()
+			if !l.tasks.empty() {
+				timeout = 0
+			}
+			n, err = p.poller.Wait(p.events, timeout)
+			p.poller.Awake()
+		}
+		if err != nil {
+			l.srv.opts.Logger.Error("zerowire: loop stopped", "loop", l.idx, "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		l.now = monotime()
+		if n > 0 {
+			lastEvent = l.now
+		}
+		for i := 0; i < n; i++ {
+			l.onEvent(p.events[i])
+		}
+		l.runTasks()
+		l.readAgain()
+		l.wheel.advance(l.now, (*Conn).onTimer)
+		l.flushShared()
+	}
+	if p.lnfd >= 0 {
+		unix.Close(p.lnfd)
+	}
+	p.poller.Close()
+}
+
+func (l *loop) onEvent(ev poll.Event) {
+	switch ev.Token {
+	case poll.WakeToken:
+		return
+	case listenToken:
+		l.accept()
+		return
+	}
+	c, ok := l.srv.table.Get(conntable.ID(ev.Token))
+	if !ok || c.l != l {
+		return // the connection closed earlier in this batch
+	}
+	if ev.Flags&poll.Writable != 0 {
+		if l.wOwner == c {
+			l.flushShared()
+		} else {
+			c.flush()
+		}
+	}
+	if ev.Flags&poll.Readable != 0 {
+		c.rdMore = true
+		l.readAll(c)
+	}
+}
+
+// maxReads bounds the reads one connection gets per wake-up, so that one
+// fast sender cannot starve the loop's other connections.
+const maxReads = 16
+
+func (l *loop) readAll(c *Conn) {
+	for i := 0; i < maxReads && c.rdMore; i++ {
+		if c.st == stClosed || (c.paused && c.st < stClosing) {
+			return
+		}
+		if !l.readOnce(c) {
+			return
+		}
+	}
+	if c.rdMore && c.st != stClosed {
+		l.revisit(c)
+	}
+}
+
+func (l *loop) readAgain() {
+	if len(l.again) == 0 {
+		return
+	}
+	again := l.again
+	l.again = nil
+	for i, c := range again {
+		again[i] = nil
+		if c.st != stClosed && c.rdMore {
+			l.readAll(c)
+		}
+	}
+	if l.again == nil {
+		l.again = again[:0]
+	}
+}
+
+func (l *loop) accept() {
+	p := &l.plat
+	for i := 0; i < 64; i++ {
+		fd, sa, err := unix.Accept4(p.lnfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err != nil {
+			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
+				// Out of descriptors, most likely: the level-triggered
+				// listener reports again, so back off briefly.
+				l.srv.opts.Logger.Warn("zerowire: accept", "err", os.NewSyscallError("accept4", err))
+				time.Sleep(5 * time.Millisecond)
+			}
+			return
+		}
+		ap := addrPort(sa)
+		loops := l.srv.loops
+		target := l
+		if len(loops) > 1 && l.srv.opts.SingleAcceptor || len(loops) > 1 && l.srv.plat.unixPath != "" {
+			target = loops[l.srv.rr.Add(1)%uint32(len(loops))]
+		}
+		if target == l {
+			l.adopt(fd, ap)
+			continue
+		}
+		t := taskPool.Get().(*task)
+		t.kind, t.seq, t.addr = taskAdopt, uint64(fd), ap
+		target.post(t)
+	}
+}
+
+func (l *loop) adopt(fd int, ap netip.AddrPort) {
+	s := l.srv
+	if s.state.Load() != stateRunning {
+		unix.Close(fd)
+		return
+	}
+	if s.overLimit() {
+		unix.Write(fd, s.refusal())
+		unix.Shutdown(fd, unix.SHUT_WR)
+		unix.Close(fd)
+		return
+	}
+	if ap.IsValid() {
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+	c := &Conn{l: l, fd: fd, remote: ap, srv: s, server: true, peerMax: wire.MinMaxPacketSize, ep: serverEndpoint{s.handler}}
+	c.opened, c.lastRecv = l.now, l.now
+	if !s.register(c) {
+		unix.Close(fd)
+		return
+	}
+	if err := l.plat.poller.Add(fd, uint64(c.id)); err != nil {
+		s.forget(c)
+		unix.Close(fd)
+		return
+	}
+	l.schedule(c, c.opened+int64(s.opts.HandshakeTimeout))
+}
+
+// post hands t to the loop from any goroutine.
+func (l *loop) post(t *task) {
+	if l.net {
+		l.postNet(t)
+		return
+	}
+	l.tasks.push(t)
+	l.plat.poller.Wake()
+}
+
+// runSync runs fn on the loop and waits for it.
+func (l *loop) runSync(fn func()) {
+	if l.net {
+		l.runSyncNet(fn)
+		return
+	}
+	t := taskPool.Get().(*task)
+	t.kind, t.fn = taskRun, fn
+	l.post(t)
+	<-t.errc
+	t.fn = nil
+	taskPool.Put(t)
+}
+
+func (s *Server) stopAccepting() {
+	for _, l := range s.loops {
+		l.runSync(func() {
+			if l.plat.lnfd >= 0 {
+				l.plat.poller.Del(l.plat.lnfd)
+				unix.Close(l.plat.lnfd)
+				l.plat.lnfd = -1
+			}
+		})
+	}
+	if s.plat.unixPath != "" {
+		os.Remove(s.plat.unixPath)
+		s.plat.unixPath = ""
+	}
+	s.stopAcceptingNet()
+}
+
+func (s *Server) stopLoops() {
+	for _, l := range s.loops {
+		l.runSync(func() { l.plat.stop = true })
+	}
+}
+
+// eachLoopConn runs f for every connection, on its loop.
+func (s *Server) eachLoopConn(f func(*Conn)) {
+	for _, l := range s.loops {
+		l.runSync(func() {
+			s.table.Range(func(_ conntable.ID, c *Conn) bool {
+				if c.l == l && c.st != stClosed {
+					f(c)
+				}
+				return true
+			})
+		})
+	}
+	s.eachNetConn(f)
+}
+
+// The transport of one connection: a non-blocking socket here, a net.Conn
+// on the net backend.
+
+func (c *Conn) readSome(b []byte) (int, error) {
+	if c.nc != nil {
+		return c.netRead(b)
+	}
+	for {
+		n, err := unix.Read(c.fd, b)
+		switch {
+		case err == nil && n == 0:
+			return 0, errEOF
+		case err == nil:
+			if n < len(b) {
+				c.rdMore = false // a short read drained the socket
+			}
+			return n, nil
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			c.rdMore = false
+			return 0, nil
+		}
+		return 0, os.NewSyscallError("read", err)
+	}
+}
+
+// writeSome writes what the socket takes and returns how much that was;
+// a full socket is not an error.
+func (c *Conn) writeSome(b []byte) (int, error) {
+	if c.nc != nil {
+		return c.netWrite(b)
+	}
+	done := 0
+	for done < len(b) {
+		n, err := unix.Write(c.fd, b[done:])
+		switch {
+		case err == nil:
+			done += n
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			return done, nil
+		default:
+			return done, os.NewSyscallError("write", err)
+		}
+	}
+	return done, nil
+}
+
+func (c *Conn) armWrite(on bool) {
+	if c.nc != nil || c.wantOut == on || c.st == stClosed {
+		return
+	}
+	c.wantOut = on
+	c.l.plat.poller.SetWrite(c.fd, uint64(c.id), on)
+}
+
+func (c *Conn) shutWrite() {
+	if c.nc != nil {
+		c.netShutWrite()
+		return
+	}
+	unix.Shutdown(c.fd, unix.SHUT_WR)
+}
+
+func (c *Conn) closeTransport() {
+	if c.nc != nil {
+		c.nc.Close()
+		return
+	}
+	c.l.plat.poller.Del(c.fd)
+	unix.Close(c.fd)
+}

@@ -1,0 +1,220 @@
+package zerowire
+
+import (
+	"github.com/zerowire/zerowire/pool"
+	"github.com/zerowire/zerowire/wire"
+)
+
+// The send side. Packets are encoded straight into the loop's shared write
+// buffer and written with one write per connection per wake-up; only what
+// the socket does not take is copied into a pooled buffer of the
+// connection's own, so an idle connection holds no buffer.
+
+func (c *Conn) appendPacket(t wire.FrameType, flags wire.Flags, seq uint64, payload []byte) {
+	n := wire.PacketSize(len(payload), flags)
+	dst := c.outTail(n)
+	*dst = wire.AppendPacket(*dst, t, flags, seq, payload)
+	c.srv.stats.packetsOut.Add(1)
+	c.srv.stats.bytesOut.Add(uint64(n))
+}
+
+// outTail returns the buffer the next n bytes for c must be appended to,
+// with room for them; order is kept because the shared buffer is used only
+// while c has nothing queued of its own.
+func (c *Conn) outTail(n int) *[]byte {
+	l := c.l
+	if len(c.out) == 0 && n <= cap(l.wbuf) {
+		if l.wOwner != c {
+			l.flushShared()
+			l.wOwner = c
+		}
+		if len(l.wbuf)+n <= cap(l.wbuf) {
+			return &l.wbuf
+		}
+		l.flushShared()
+		if len(c.out) == 0 {
+			l.wOwner = c
+			return &l.wbuf
+		}
+	}
+	if l.wOwner == c {
+		l.flushShared()
+	}
+	c.growOut(n)
+	return &c.out
+}
+
+// growOut makes room for n more bytes in c's own queue. When the pool is at
+// its cap the queue moves to the Go heap: nothing accepted is dropped, and
+// the queue limit pauses reading soon after.
+func (c *Conn) growOut(n int) {
+	if cap(c.out)-len(c.out) >= n {
+		return
+	}
+	live := c.out[c.outOff:]
+	size := len(live) + n
+	if size < 4096 {
+		size = 4096
+	} else {
+		size += size / 2
+	}
+	var nb pool.Buffer
+	var mem []byte
+	if b, err := c.l.get(size); err == nil {
+		nb, mem = b, b.Bytes()[:0]
+	} else {
+		mem = make([]byte, 0, size)
+	}
+	mem = append(mem, live...)
+	c.releaseOut()
+	c.out, c.outBuf, c.outOff = mem, nb, 0
+}
+
+func (c *Conn) releaseOut() {
+	if !c.outBuf.IsZero() {
+		c.outBuf.Release()
+		c.outBuf = pool.Buffer{}
+	}
+	c.out, c.outOff = nil, 0
+}
+
+// queued is the number of bytes waiting for the socket.
+func (c *Conn) queued() int { return len(c.out) - c.outOff }
+
+// flushShared writes the shared buffer to its owner; what the socket does
+// not take is copied to the owner's own queue.
+func (l *loop) flushShared() {
+	c := l.wOwner
+	if c == nil {
+		return
+	}
+	l.wOwner = nil
+	b := l.wbuf
+	l.wbuf = l.wbuf[:0]
+	if len(b) == 0 || c.st == stClosed {
+		return
+	}
+	n, err := c.writeSome(b)
+	if err != nil {
+		c.lost(err)
+		return
+	}
+	if n < len(b) {
+		c.growOut(len(b) - n)
+		c.out = append(c.out, b[n:]...)
+		c.blocked()
+	}
+	c.afterWrite()
+}
+
+// flush writes c's own queue.
+func (c *Conn) flush() {
+	if c.queued() == 0 || c.st == stClosed {
+		c.afterWrite()
+		return
+	}
+	n, err := c.writeSome(c.out[c.outOff:])
+	if err != nil {
+		c.lost(err)
+		return
+	}
+	c.outOff += n
+	if c.queued() == 0 {
+		c.releaseOut()
+	} else {
+		c.blocked()
+	}
+	c.afterWrite()
+}
+
+// blocked notes that the socket is full: wait for write readiness, and
+// start the slow-consumer clock once the queue is over its limit.
+func (c *Conn) blocked() {
+	c.armWrite(true)
+	if c.queued() > c.srv.opts.MaxQueuedBytes && c.overAt == 0 {
+		c.overAt = c.l.now
+		c.paused = true
+		c.l.schedule(c, c.overAt+int64(c.srv.opts.SlowConsumerTimeout))
+	}
+}
+
+// afterWrite resumes a connection whose queue has drained, and finishes the
+// close of one that has nothing left to say.
+func (c *Conn) afterWrite() {
+	if c.st == stClosed {
+		return
+	}
+	if c.queued() == 0 {
+		c.armWrite(false)
+	}
+	if c.overAt != 0 && c.queued() <= c.srv.opts.MaxQueuedBytes/2 {
+		c.overAt = 0
+		c.resume()
+	}
+	if c.st == stClosing && c.queued() == 0 && (c.l.wOwner != c) {
+		c.shutWrite()
+		if c.eof {
+			c.finalClose()
+		}
+	}
+}
+
+// resume lets a paused connection read again once every cause is gone.
+func (c *Conn) resume() {
+	if !c.paused || c.overAt != 0 || c.deferred >= c.srv.opts.MaxPendingRequests {
+		return
+	}
+	c.paused = false
+	if c.rdMore {
+		c.l.revisit(c)
+	}
+}
+
+// beginClose flushes what is queued, shuts the write side, and keeps
+// reading (discarding) until the peer closes or the linger deadline passes,
+// so that a reset does not destroy the last packets in flight.
+func (c *Conn) beginClose() {
+	if c.st >= stClosing {
+		return
+	}
+	c.st = stClosing
+	c.paused = false
+	c.closeAt = c.l.now + int64(c.srv.opts.CloseLinger)
+	c.l.schedule(c, c.closeAt)
+	if c.l.wOwner == c {
+		c.l.flushShared()
+	} else {
+		c.flush()
+	}
+	if c.rdMore && c.st == stClosing {
+		c.l.revisit(c)
+	}
+}
+
+// finalClose releases everything the connection holds and tells the
+// endpoint, exactly once.
+func (c *Conn) finalClose() {
+	if c.st == stClosed {
+		return
+	}
+	if c.l.wOwner == c {
+		c.l.wOwner = nil
+		c.l.wbuf = c.l.wbuf[:0]
+	}
+	c.st = stClosed
+	c.closeTransport()
+	c.releaseOut()
+	c.dropPartial()
+	c.srv.forget(c)
+	if c.openCalled {
+		c.ep.onClose(c, c.err)
+	}
+}
+
+// lost handles a transport failure: nothing more can be sent.
+func (c *Conn) lost(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+	c.finalClose()
+}

@@ -1,0 +1,122 @@
+package zerowire
+
+import (
+	"github.com/zerowire/zerowire/pool"
+)
+
+// The receive side, shared by both backends. Bytes are read into the loop's
+// one shared read buffer and every complete packet is dispatched as a view
+// into it; only a trailing partial packet is copied out, into a pooled
+// buffer of the connection's own. A packet too large to be worth copying
+// twice is read straight into a buffer of its exact size.
+
+// A partial packet larger than a quarter of the read buffer is completed in
+// a buffer of its exact size rather than copied back in front of the shared
+// one each time more of it arrives.
+
+// readOnce performs one read for c and dispatches what it completed. It
+// returns false when nothing more is to be read now.
+func (l *loop) readOnce(c *Conn) bool {
+	buf := l.readTarget(c)
+	n, ok := l.read(c, buf)
+	if !ok {
+		return false
+	}
+	l.readDone(c, n)
+	return true
+}
+
+// readTarget returns where the next read goes: after the partial packet,
+// either in that packet's own buffer or copied back in front of the shared
+// one.
+func (l *loop) readTarget(c *Conn) []byte {
+	if len(c.pend) > 0 && c.pendNeed > len(l.rbuf)/4 {
+		return c.pend[len(c.pend):c.pendNeed]
+	}
+	k := copy(l.rbuf, c.pend)
+	return l.rbuf[k:]
+}
+
+// readDone dispatches what n more bytes completed.
+func (l *loop) readDone(c *Conn, n int) {
+	if len(c.pend) > 0 && c.pendNeed > len(l.rbuf)/4 {
+		c.pend = c.pend[:len(c.pend)+n]
+		if len(c.pend) == c.pendNeed {
+			c.consume(c.pend)
+			c.dropPartial()
+		}
+		return
+	}
+	b := l.rbuf[:len(c.pend)+n]
+	c.dropPartial()
+	used, need := c.consume(b)
+	if used < len(b) && c.st < stClosing {
+		c.keepPartial(b[used:], need)
+	}
+	if l.wOwner == c {
+		l.flushShared() // the replies to this batch leave in one write
+	}
+}
+
+// read reads into buf and accounts for the result; false means stop.
+func (l *loop) read(c *Conn, buf []byte) (int, bool) {
+	n, err := c.readSome(buf)
+	switch {
+	case n > 0:
+		l.srv.stats.bytesIn.Add(uint64(n))
+		return n, true
+	case err == nil:
+		return 0, false // would block
+	case err == errEOF:
+		c.rdMore = false
+		c.onEOF()
+		return 0, false
+	default:
+		c.rdMore = false
+		c.lost(err)
+		return 0, false
+	}
+}
+
+// keepPartial copies the start of a packet out of the shared buffer.
+func (c *Conn) keepPartial(b []byte, need int) {
+	size := len(b)
+	if need > len(c.l.rbuf)/4 {
+		size = need
+	}
+	if buf, err := c.l.get(size); err == nil {
+		c.pendBuf, c.pend = buf, buf.Bytes()[:0]
+	} else {
+		// The pool is at its cap: keep the bytes on the Go heap rather than
+		// lose them; the connection's reads stay bounded by one packet.
+		c.pend = make([]byte, 0, size)
+	}
+	c.pend = append(c.pend, b...)
+	c.pendNeed = need
+}
+
+func (c *Conn) dropPartial() {
+	if !c.pendBuf.IsZero() {
+		c.pendBuf.Release()
+		c.pendBuf = pool.Buffer{}
+	}
+	c.pend, c.pendNeed = nil, 0
+}
+
+// onEOF handles the peer shutting its write side: answer what was
+// received, then close.
+func (c *Conn) onEOF() {
+	c.eof = true
+	switch c.st {
+	case stHandshake:
+		c.finalClose()
+	case stClosing:
+		if c.queued() == 0 && c.l.wOwner != c {
+			c.finalClose()
+		}
+	case stOpen, stDraining:
+		c.peerGone = true
+		c.st = stDraining
+		c.maybeFinish()
+	}
+}
