@@ -40,6 +40,10 @@ func checkStream(t *testing.T, b []byte, lim Limits) {
 		var early error // the verdict on the header alone
 		if len(b) >= HeaderSize {
 			_, _, early = Parse(b[:HeaderSize], lim)
+			if early != errBadMagic && early != errBadVersion &&
+				(early == errHeaderChecksum) != (Checksum(b[:20]) != binary.LittleEndian.Uint32(b[20:24])) {
+				t.Fatalf("header checksum verdict %v disagrees with hash/crc32", early)
+			}
 		}
 		switch {
 		case err == nil:

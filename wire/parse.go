@@ -79,18 +79,21 @@ func Parse(b []byte, lim Limits) (p Packet, n int, err error) {
 		return Packet{}, HeaderSize, ErrIncomplete
 	}
 	hb := b[:HeaderSize]
-	if binary.LittleEndian.Uint32(hb[0:4]) != magicLE {
-		return Packet{}, 0, errBadMagic
-	}
-	if binary.LittleEndian.Uint16(hb[4:6]) != Version {
+	// Magic and version in one compare; which one differs matters only
+	// on the way out.
+	w0 := binary.LittleEndian.Uint64(hb[0:8])
+	if w0&(1<<48-1) != magicLE|Version<<32 {
+		if uint32(w0) != magicLE {
+			return Packet{}, 0, errBadMagic
+		}
 		return Packet{}, 0, errBadVersion
 	}
-	if Checksum(hb[:headerCRCCoverage]) != binary.LittleEndian.Uint32(hb[20:24]) {
-		return Packet{}, 0, errHeaderChecksum
-	}
-	flags := Flags(binary.LittleEndian.Uint16(hb[6:8]))
+	flags := Flags(w0 >> 48)
 	size := binary.LittleEndian.Uint32(hb[8:12])
 	seq := binary.LittleEndian.Uint64(hb[12:20])
+	if headerChecksum(flags, size, seq) != binary.LittleEndian.Uint32(hb[20:24]) {
+		return Packet{}, 0, errHeaderChecksum
+	}
 	if size < HeaderSize {
 		return Packet{}, 0, errSizeTooSmall
 	}

@@ -2,7 +2,9 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -47,5 +49,33 @@ func TestContractVector(t *testing.T) {
 	h, err := DecodeHeader(want)
 	if err != nil || h != wantHdr {
 		t.Fatalf("DecodeHeader = %+v, %v; want %+v", h, err, wantHdr)
+	}
+}
+
+// TestHeaderChecksum checks the table-driven header checksum against
+// hash/crc32 on every single-bit header and on random ones.
+func TestHeaderChecksum(t *testing.T) {
+	check := func(flags Flags, size uint32, seq uint64) {
+		t.Helper()
+		var b [HeaderSize]byte
+		copy(b[:], Magic)
+		b[4] = Version
+		binary.LittleEndian.PutUint16(b[6:], uint16(flags))
+		binary.LittleEndian.PutUint32(b[8:], size)
+		binary.LittleEndian.PutUint64(b[12:], seq)
+		if got, want := headerChecksum(flags, size, seq), Checksum(b[:20]); got != want {
+			t.Fatalf("headerChecksum(%#x, %d, %d) = %#x, want %#x", flags, size, seq, got, want)
+		}
+	}
+	check(0, 0, 0)
+	for bit := range 64 {
+		check(Flags(1)<<(bit%16), uint32(1)<<(bit%32), uint64(1)<<bit)
+		check(0, 0, uint64(1)<<bit)
+		check(0, uint32(1)<<(bit%32), 0)
+		check(Flags(1)<<(bit%16), 0, 0)
+	}
+	r := rand.New(rand.NewPCG(15, 16))
+	for range 100000 {
+		check(Flags(r.Uint32()), r.Uint32(), r.Uint64())
 	}
 }
