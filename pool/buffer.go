@@ -23,7 +23,12 @@ type Buffer struct {
 // also increments the generation, in the same CAS: from then on every old
 // handle is stale, and Retain, Release and debug-mode Bytes on it fail the
 // generation check instead of touching the slot's next user. A slot on a
-// free list therefore has zero references and a generation no handle holds.
+// shared free list has zero references and a generation no handle holds.
+//
+// A slot parked in a Cache is instead armed: it already has the one
+// reference its next Get will hand out, under a generation no handle holds
+// yet, so that Get needs no atomic write. Cache.Put arms it in the same CAS
+// that frees it.
 type slot struct {
 	state atomic.Uint64 // generation<<32 | references
 	next  atomic.Uint32 // free-list link: index+1 of the next free slot
@@ -34,8 +39,17 @@ type slot struct {
 func (s *slot) refs() uint32 { return uint32(s.state.Load()) }
 
 // hand gives a free slot, which the caller owns, its first reference.
-func (s *slot) hand(n int) Buffer {
-	st := s.state.Add(1)
+func (s *slot) hand(n int) Buffer { return s.handArmed(s.arm(), n) }
+
+// arm gives a free slot, which the caller owns, the reference its next Get
+// hands out, and returns its state.
+func (s *slot) arm() uint64 { return s.state.Add(1) }
+
+// disarm takes back the reference arm gave.
+func (s *slot) disarm() { s.state.Store(s.state.Load() &^ (1<<32 - 1)) }
+
+// handArmed returns a Buffer of n bytes over an armed slot in state st.
+func (s *slot) handArmed(st uint64, n int) Buffer {
 	if s.reg.debug {
 		checkPoison(s)
 	}
@@ -86,14 +100,15 @@ func (b Buffer) Retain() {
 // after which b and every copy of it are stale. It panics if b's last
 // reference was already released.
 func (b Buffer) Release() {
-	if b.s != nil && b.drop("Release") {
+	if b.s != nil && b.drop("Release", 0) {
 		b.s.reg.cls.push(b.s)
 	}
 }
 
 // drop drops a reference for op and reports whether it was the last one, in
-// which case the caller owns the free slot and must put it on a free list.
-func (b Buffer) drop(op string) bool {
+// which case the caller owns the free slot, which has refs references (0, or
+// 1 to arm it), and must put it on a free list.
+func (b Buffer) drop(op string, refs uint64) bool {
 	s := b.s
 	for {
 		st := s.state.Load()
@@ -103,7 +118,7 @@ func (b Buffer) drop(op string) bool {
 		last := uint32(st) == 1
 		next := st - 1
 		if last {
-			next = uint64(b.gen+1) << 32
+			next = uint64(b.gen+1)<<32 | refs
 		}
 		if s.state.CompareAndSwap(st, next) {
 			if last && s.reg.debug {

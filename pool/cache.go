@@ -14,6 +14,7 @@ const (
 //
 // Buffers from a Cache are ordinary Buffers: any goroutine may Retain and
 // Release them, and a buffer released elsewhere returns to the shared lists.
+// Buffers parked in a Cache count as in use in Stats until Flush.
 type Cache struct {
 	p    *Pool
 	free [][]*slot // per class, a stack whose capacity is fixed by NewCache
@@ -41,19 +42,31 @@ func (c *Cache) Get(n int) (Buffer, error) {
 	}
 	stack := c.free[i]
 	if len(stack) == 0 {
-		cls := &c.p.classes[i]
-		stack = stack[:cls.popN(stack[:(cap(stack)+1)/2])]
-		if len(stack) == 0 {
-			s, err := cls.grow()
-			if err != nil {
-				return Buffer{}, err
-			}
-			return s.hand(n), nil
-		}
+		return c.refill(i, n)
 	}
 	s := stack[len(stack)-1]
 	c.free[i] = stack[:len(stack)-1]
-	return s.hand(n), nil
+	return s.handArmed(s.state.Load(), n), nil
+}
+
+// refill serves Get when the class's stack is empty.
+func (c *Cache) refill(i, n int) (Buffer, error) {
+	cls := &c.p.classes[i]
+	stack := c.free[i]
+	stack = stack[:cls.popN(stack[:(cap(stack)+1)/2])]
+	if len(stack) == 0 {
+		s, err := cls.grow()
+		if err != nil {
+			return Buffer{}, err
+		}
+		return s.hand(n), nil
+	}
+	for _, s := range stack {
+		s.arm()
+	}
+	s := stack[len(stack)-1]
+	c.free[i] = stack[:len(stack)-1]
+	return s.handArmed(s.state.Load(), n), nil
 }
 
 // Put is Release, except that when the last reference goes the buffer joins
@@ -61,18 +74,23 @@ func (c *Cache) Get(n int) (Buffer, error) {
 // buffer from another pool goes back to that pool.
 func (c *Cache) Put(b Buffer) {
 	s := b.s
-	if s == nil || !b.drop("Put") {
+	if s == nil {
 		return
 	}
 	cls := s.reg.cls
 	if cls.pool != c.p {
-		cls.push(s)
+		if b.drop("Put", 0) {
+			cls.push(s)
+		}
+		return
+	}
+	if !b.drop("Put", 1) {
 		return
 	}
 	stack := c.free[cls.index]
 	if len(stack) == cap(stack) {
 		half := len(stack) / 2
-		cls.pushList(stack[half:])
+		spill(cls, stack[half:])
 		stack = stack[:half]
 	}
 	c.free[cls.index] = append(stack, s)
@@ -81,7 +99,15 @@ func (c *Cache) Put(b Buffer) {
 // Flush returns every cached buffer to the pool's shared lists.
 func (c *Cache) Flush() {
 	for i, stack := range c.free {
-		c.p.classes[i].pushList(stack)
+		spill(&c.p.classes[i], stack)
 		c.free[i] = stack[:0]
 	}
+}
+
+// spill disarms parked slots and pushes them onto cls's shared list.
+func spill(cls *class, slots []*slot) {
+	for _, s := range slots {
+		s.disarm()
+	}
+	cls.pushList(slots)
 }

@@ -50,6 +50,7 @@ func TestDebugStaleHandle(t *testing.T) {
 	rel = at(func() { c.Put(b) })
 	stale(t, panicMessage(func() { b.Release() }), "Release", here(), rel)
 	stale(t, panicMessage(func() { c.Put(b) }), "Put", here(), rel)
+	c.Flush()
 	if n := inUse(p); n != 0 {
 		t.Fatalf("%d buffers in use after the stale calls", n)
 	}

@@ -248,12 +248,15 @@ type Stats struct {
 	Classes         []ClassStats // one per size class, smallest first
 }
 
-// ClassStats describes one size class. Slots sitting in a Cache count as
-// free.
+// ClassStats describes one size class.
 type ClassStats struct {
-	Size       int   // capacity of each buffer
-	Slots      int   // buffers mapped
-	InUse      int   // buffers holding a reference
+	Size  int // capacity of each buffer
+	Slots int // buffers mapped
+	// InUse counts buffers not on the shared free list: those handed out
+	// and not yet released, and those parked in a Cache until its Flush.
+	// (A parked buffer keeps the reference its next Get hands out, which
+	// saves that Get an atomic write.)
+	InUse      int
 	InUseBytes int64 // InUse times Size
 }
 
