@@ -96,6 +96,7 @@ type Conn struct {
 	nc     net.Conn       // net backend
 	remote netip.AddrPort // epoll backend; kept compact for idle connections
 	srv    *Server
+	o      *Options // the server's, or the client's
 
 	userMu   sync.Mutex
 	userData any

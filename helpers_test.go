@@ -3,6 +3,7 @@ package zerowire
 import (
 	"bufio"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -53,6 +54,9 @@ func forBackends(t *testing.T, opts Options, f func(t *testing.T, s *Server, h *
 
 func startServer(t testing.TB, h Handler, o Options) *Server {
 	t.Helper()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	s, err := NewServer(h, o)
 	if err != nil {
 		t.Fatal(err)

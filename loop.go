@@ -118,6 +118,7 @@ type task struct {
 	n     int
 	addr  netip.AddrPort
 	fn    func()
+	call  *call
 	errc  chan error
 }
 
@@ -131,6 +132,7 @@ const (
 	taskClose
 	taskAdopt // a connection accepted by another loop
 	taskRun   // run fn on the loop
+	taskCall  // a client's REQUEST or PING
 )
 
 var taskPool = sync.Pool{New: func() any { return &task{errc: make(chan error, 1)} }}
@@ -172,6 +174,8 @@ func (l *loop) runTasks() {
 		if t.kind == taskRun {
 			t.fn()
 			t.errc <- nil
+		} else if t.kind == taskCall {
+			l.runCall(t)
 		} else if t.kind == taskAdopt {
 			l.adopt(int(t.seq), t.addr)
 			l.finishTask(t, nil)
@@ -180,6 +184,19 @@ func (l *loop) runTasks() {
 		}
 		t = next
 	}
+}
+
+// runCall queues a client's call on its connection.
+func (l *loop) runCall(t *task) {
+	k := t.call
+	t.call = nil
+	c, ok := l.srv.table.Get(conntable.ID(t.id))
+	if cl, isClient := c.ep.(*Client); ok && isClient && c.l == l && c.st < stClosing {
+		cl.sendCall(c, k)
+	} else {
+		k.complete(ErrNotProcessed)
+	}
+	l.finishTask(t, nil)
 }
 
 // runTask applies t to its connection on the loop and reports the outcome.
@@ -294,9 +311,16 @@ func (w *wheel) advance(now int64, fire func(*Conn)) {
 // onTimer works out what is due for c and files its next deadline.
 func (c *Conn) onTimer() {
 	now := c.l.now
-	o := &c.srv.opts
+	o := c.o
 	switch {
 	case c.st == stClosed:
+		return
+	case c.st == stDraining && !c.server && c.closeAt != 0:
+		if now >= c.closeAt {
+			c.beginClose()
+		} else {
+			c.l.schedule(c, c.closeAt)
+		}
 		return
 	case c.st == stClosing:
 		if now >= c.closeAt {

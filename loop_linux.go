@@ -362,7 +362,7 @@ func (l *loop) adopt(fd int, ap netip.AddrPort) {
 	if ap.IsValid() {
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	c := &Conn{l: l, fd: fd, remote: ap, srv: s, server: true, peerMax: wire.MinMaxPacketSize, ep: serverEndpoint{s.handler}}
+	c := &Conn{l: l, fd: fd, remote: ap, srv: s, o: &s.opts, server: true, peerMax: wire.MinMaxPacketSize, ep: serverEndpoint{s.handler}}
 	c.opened, c.lastRecv = l.now, l.now
 	if !s.register(c) {
 		unix.Close(fd)

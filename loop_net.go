@@ -52,7 +52,7 @@ func (s *Server) acceptNet(ln net.Listener) {
 			nc.Close()
 			continue
 		}
-		c := &Conn{l: l, nc: nc, srv: s, server: true, peerMax: wire.MinMaxPacketSize, ep: serverEndpoint{s.handler}}
+		c := &Conn{l: l, nc: nc, srv: s, o: &s.opts, server: true, peerMax: wire.MinMaxPacketSize, ep: serverEndpoint{s.handler}}
 		l.netc = c
 		if !s.register(c) {
 			l.release()
@@ -203,7 +203,7 @@ func (c *Conn) netRead(b []byte) (int, error) {
 // netWrite blocks until the peer takes b; a peer that takes nothing for
 // the slow-consumer deadline loses the connection.
 func (c *Conn) netWrite(b []byte) (int, error) {
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.SlowConsumerTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(c.o.SlowConsumerTimeout))
 	n, err := c.nc.Write(b)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.srv.stats.slowConsumers.Add(1)

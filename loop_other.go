@@ -26,6 +26,7 @@ var errNoEpoll = errors.New("zerowire: the epoll backend needs Linux")
 
 func (s *Server) listenEpoll(network, address string) error { return errNoEpoll }
 func (s *Server) adoptEpoll(ln net.Listener) error          { return errNoEpoll }
+func (s *Server) startLoops(lnfds []int) error              { return errNoEpoll }
 func (l *loop) adopt(fd int, ap netip.AddrPort)             {}
 func (l *loop) post(t *task)                                { l.postNet(t) }
 func (l *loop) runSync(fn func())                           { l.runSyncNet(fn) }

@@ -131,10 +131,10 @@ func (c *Conn) flush() {
 // start the slow-consumer clock once the queue is over its limit.
 func (c *Conn) blocked() {
 	c.armWrite(true)
-	if c.queued() > c.srv.opts.MaxQueuedBytes && c.overAt == 0 {
+	if c.queued() > c.o.MaxQueuedBytes && c.overAt == 0 {
 		c.overAt = c.l.now
 		c.paused = true
-		c.l.schedule(c, c.overAt+int64(c.srv.opts.SlowConsumerTimeout))
+		c.l.schedule(c, c.overAt+int64(c.o.SlowConsumerTimeout))
 	}
 }
 
@@ -147,7 +147,7 @@ func (c *Conn) afterWrite() {
 	if c.queued() == 0 {
 		c.armWrite(false)
 	}
-	if c.overAt != 0 && c.queued() <= c.srv.opts.MaxQueuedBytes/2 {
+	if c.overAt != 0 && c.queued() <= c.o.MaxQueuedBytes/2 {
 		c.overAt = 0
 		c.resume()
 	}
@@ -161,7 +161,7 @@ func (c *Conn) afterWrite() {
 
 // resume lets a paused connection read again once every cause is gone.
 func (c *Conn) resume() {
-	if !c.paused || c.overAt != 0 || c.deferred >= c.srv.opts.MaxPendingRequests {
+	if !c.paused || c.overAt != 0 || c.deferred >= c.o.MaxPendingRequests {
 		return
 	}
 	c.paused = false
@@ -179,7 +179,7 @@ func (c *Conn) beginClose() {
 	}
 	c.st = stClosing
 	c.paused = false
-	c.closeAt = c.l.now + int64(c.srv.opts.CloseLinger)
+	c.closeAt = c.l.now + int64(c.o.CloseLinger)
 	c.l.schedule(c, c.closeAt)
 	if c.l.wOwner == c {
 		c.l.flushShared()
@@ -206,7 +206,7 @@ func (c *Conn) finalClose() {
 	c.releaseOut()
 	c.dropPartial()
 	c.srv.forget(c)
-	if c.openCalled {
+	if c.openCalled || !c.server {
 		c.ep.onClose(c, c.err)
 	}
 }

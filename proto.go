@@ -17,10 +17,15 @@ type endpoint interface {
 	// returns false when the seq answers nothing outstanding.
 	onAnswer(c *Conn, p *wire.Packet) bool
 	onClose(c *Conn, err error)
+	// waiting reports answers the endpoint still expects: a draining
+	// connection stays open for them.
+	waiting() bool
+	onGoAway(c *Conn, lastSeq uint64)
+	onGoAwaySent(c *Conn)
 }
 
 func (c *Conn) limits() wire.Limits {
-	return wire.Limits{MaxPacketSize: c.srv.opts.MaxPacketSize, PayloadCRC: c.crc}
+	return wire.Limits{MaxPacketSize: c.o.MaxPacketSize, PayloadCRC: c.crc}
 }
 
 // consume dispatches every complete packet at the front of b. It returns
@@ -87,6 +92,7 @@ func (c *Conn) handle(p *wire.Packet) {
 	case wire.FrameGoAway:
 		g, _ := wire.ParseGoAway(p.Payload)
 		c.peerGone = true
+		c.ep.onGoAway(c, g.LastSeq)
 		if g.Code != wire.CodeNone {
 			c.err = &GoAwayError{LastSeq: g.LastSeq, Code: g.Code, Msg: string(g.Msg)}
 		}
@@ -121,7 +127,7 @@ func (e *GoAwayError) Error() string {
 }
 
 func (c *Conn) localHello() wire.Hello {
-	o := &c.srv.opts
+	o := c.o
 	h := wire.Hello{MinVersion: wire.Version, MaxVersion: wire.Version, MaxPacketSize: o.MaxPacketSize,
 		IdleTimeoutMS: uint32(o.IdleTimeout.Milliseconds())}
 	if !o.DisablePayloadCRC {
@@ -156,6 +162,9 @@ func (c *Conn) onHello(p *wire.Packet) {
 	c.peerMax = peer.MaxPacketSize
 	c.crc = local.Capabilities&peer.Capabilities&wire.CapPayloadCRC != 0
 	c.st = stOpen
+	if c.peerGone {
+		c.st = stDraining
+	}
 	c.openCalled = true
 	c.ep.onOpen(c)
 }
@@ -186,7 +195,7 @@ func (c *Conn) dispatch(wp *wire.Packet) {
 		p.held = pool.Buffer{}
 	}
 	p.Payload = nil
-	if c.deferred >= c.srv.opts.MaxPendingRequests {
+	if c.deferred >= c.o.MaxPendingRequests {
 		c.paused = true
 	}
 }
@@ -214,7 +223,7 @@ func (c *Conn) fail(code wire.Code, msg string, cause error) {
 	if c.err == nil {
 		c.err = cause
 	}
-	c.srv.opts.Logger.Debug("zerowire: closing connection", "conn", c.id, "remote", c.remote, "code", code.String(), "msg", msg)
+	c.o.Logger.Debug("zerowire: closing connection", "conn", c.id, "remote", c.remote, "code", code.String(), "msg", msg)
 	c.beginClose()
 }
 
@@ -236,12 +245,13 @@ func (c *Conn) goAway(code wire.Code, msg string) {
 	var scratch [128]byte
 	c.appendPacket(wire.FrameGoAway, 0, 0, wire.AppendGoAwayPayload(scratch[:0], c.lastSeq, code, msg))
 	c.st = stDraining
+	c.ep.onGoAwaySent(c)
 	c.maybeFinish()
 }
 
-// maybeFinish closes a draining connection once nothing is owed.
+// maybeFinish closes a draining connection once nothing is owed either way.
 func (c *Conn) maybeFinish() {
-	if c.st == stDraining && c.deferred == 0 {
+	if c.st == stDraining && c.deferred == 0 && !c.ep.waiting() {
 		c.beginClose()
 	}
 }

@@ -62,7 +62,10 @@ func NewServer(h Handler, opts Options) (*Server, error) {
 	}
 	s.pool = o.Pool
 	if s.pool == nil {
-		p, err := pool.New(pool.Options{MaxSize: int(o.MaxPacketSize) + 4096})
+		// The largest buffer is a connection's outbound queue at twice its
+		// limit, or a packet with room to spare, or a loop's buffers.
+		size := max(int(o.MaxPacketSize)+4096, 2*o.MaxQueuedBytes, readBufSize+writeBufSize)
+		p, err := pool.New(pool.Options{MaxSize: size})
 		if err != nil {
 			return nil, err
 		}
@@ -317,7 +320,7 @@ func (s *Server) overLimit() bool {
 
 // refusal is what an OVERLOADED connection is sent before it is closed.
 func (s *Server) refusal() []byte {
-	c := Conn{srv: s}
+	c := Conn{srv: s, o: &s.opts}
 	h := c.localHello()
 	var b []byte
 	b = wire.AppendPacket(b, wire.FrameHello, 0, 0, wire.AppendHello(nil, h))
@@ -332,3 +335,6 @@ func (e serverEndpoint) onOpen(c *Conn)                        { e.h.OnOpen(c) }
 func (e serverEndpoint) onPacket(c *Conn, p *Packet)           { e.h.OnPacket(c, p) }
 func (e serverEndpoint) onAnswer(c *Conn, p *wire.Packet) bool { return false }
 func (e serverEndpoint) onClose(c *Conn, err error)            { e.h.OnClose(c, err) }
+func (e serverEndpoint) waiting() bool                         { return false }
+func (e serverEndpoint) onGoAway(c *Conn, last uint64)         {}
+func (e serverEndpoint) onGoAwaySent(c *Conn)                  {}
