@@ -26,8 +26,9 @@ type loop struct {
 	wOwner *Conn       //
 	bufs   pool.Buffer // backs rbuf and wbuf
 	cache  *pool.Cache
-	pkt    Packet // the packet being dispatched
-	now    int64  // nanoseconds on the monotonic clock, read once per wake-up
+	pkt    Packet      // the packet being dispatched
+	wpkt   wire.Packet // the packet being handled
+	now    int64       // nanoseconds on the monotonic clock, read once per wake-up
 	wheel  wheel
 	again  []*Conn // connections to read again: cut short, or resumed
 

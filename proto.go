@@ -36,7 +36,12 @@ func (c *Conn) consume(b []byte) (used, need int) {
 		if c.st >= stClosing {
 			return len(b), 0 // a closing connection discards what it reads
 		}
-		p, n, err := wire.Parse(b[used:], c.limits())
+		// The parsed packet lives in the loop: a local would escape
+		// through the endpoint interface and cost an allocation a packet.
+		p := &c.l.wpkt
+		var n int
+		var err error
+		*p, n, err = wire.Parse(b[used:], c.limits())
 		if err != nil {
 			if err == wire.ErrIncomplete {
 				return used, n
@@ -47,7 +52,7 @@ func (c *Conn) consume(b []byte) (used, need int) {
 		used += n
 		c.lastRecv = c.l.now
 		c.srv.stats.packetsIn.Add(1)
-		c.handle(&p)
+		c.handle(p)
 	}
 	return used, 0
 }
