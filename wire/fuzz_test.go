@@ -54,7 +54,7 @@ func checkStream(t *testing.T, b []byte, lim Limits) {
 			if enc := AppendPacket(nil, p.Type(), p.Flags, p.Seq, p.Payload); !bytes.Equal(enc, b[:n]) {
 				t.Fatalf("re-encoded\n %x\nparsed\n %x", enc, b[:n])
 			}
-			checkPayload(t, p)
+			checkParsedPayload(t, p)
 			// Every prefix of a valid packet asks for more bytes.
 			for k := range n {
 				if _, m, err := Parse(b[:k], lim); err != ErrIncomplete || (k < HeaderSize && m != HeaderSize) || (k >= HeaderSize && m != n) {
@@ -83,9 +83,9 @@ func checkStream(t *testing.T, b []byte, lim Limits) {
 	}
 }
 
-// checkPayload checks that the payload of a parsed packet satisfies its
+// checkParsedPayload checks that the payload of a parsed packet satisfies its
 // frame type's parser, since Parse enforced the same rules.
-func checkPayload(t *testing.T, p Packet) {
+func checkParsedPayload(t *testing.T, p Packet) {
 	var err error
 	switch p.Type() {
 	case FrameHello:

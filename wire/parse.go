@@ -79,23 +79,21 @@ func Parse(b []byte, lim Limits) (p Packet, n int, err error) {
 		return Packet{}, HeaderSize, ErrIncomplete
 	}
 	hb := b[:HeaderSize]
-	// Magic and version in one compare; which one differs matters only
-	// on the way out.
-	w0 := binary.LittleEndian.Uint64(hb[0:8])
-	if w0&(1<<48-1) != magicLE|Version<<32 {
-		if uint32(w0) != magicLE {
-			return Packet{}, 0, errBadMagic
-		}
-		return Packet{}, 0, errBadVersion
-	}
+	w0 := binary.LittleEndian.Uint64(hb[0:8]) // magic, version, flags
 	flags := Flags(w0 >> 48)
 	size := binary.LittleEndian.Uint32(hb[8:12])
 	seq := binary.LittleEndian.Uint64(hb[12:20])
-	if headerChecksum(flags, size, seq) != binary.LittleEndian.Uint32(hb[20:24]) {
-		return Packet{}, 0, errHeaderChecksum
+	var sum uint32 // headerChecksum, inlined
+	if headerHighBytes(flags, size, seq) {
+		sum = headerChecksumAll(flags, size, seq)
+	} else {
+		sum = headerChecksumLow(flags, size, seq)
 	}
-	if size < HeaderSize {
-		return Packet{}, 0, errSizeTooSmall
+	// Rules 1-4 in one branch; which one failed matters only on the way out.
+	if w0&(1<<48-1) != magicLE|Version<<32 ||
+		sum != binary.LittleEndian.Uint32(hb[20:24]) ||
+		size < HeaderSize {
+		return Packet{}, 0, headerError(hb)
 	}
 	max := lim.MaxPacketSize
 	if max == 0 {
@@ -107,58 +105,20 @@ func Parse(b []byte, lim Limits) (p Packet, n int, err error) {
 	if size > max {
 		return Packet{}, 0, errFrameTooLarge
 	}
-	t := flags.Type()
-	if t > FrameGoAway {
-		return Packet{}, 0, errUnknownType
-	}
-	if flags&reservedMask != 0 {
-		return Packet{}, 0, errReservedFlags
-	}
-	// plen is the application payload's length: the minimum payload
-	// lengths of the contract do not count the trailer.
-	plen := size - HeaderSize
-	if flags&FlagPayloadCRC != 0 {
-		if size < HeaderSize+TrailerSize {
-			return Packet{}, 0, errTrailerTooShort
-		}
-		// The trailer itself can only be checked once the payload is in;
-		// these two need the header alone.
-		if t == FrameHello {
-			return Packet{}, 0, errCRCOnHello
-		}
-		if !lim.PayloadCRC {
-			return Packet{}, 0, errCRCNotNegotiated
-		}
-		plen -= TrailerSize
-	}
-	if t > FrameRequest { // DATA and REQUEST have no rules of their own
-		if err := checkFrameHeader(t, flags, size, plen, seq); err != nil {
+	// DATA and REQUEST without PAYLOAD_CRC, the bulk of the traffic, have
+	// no more rules to check; anything else takes the slow path.
+	slow := flags&^(FlagCopy|Flags(FrameRequest)) != 0
+	if slow {
+		if err := checkFlags(flags, size, seq, lim); err != nil {
 			return Packet{}, 0, err
 		}
 	}
 	if len(b) < int(size) {
 		return Packet{}, int(size), ErrIncomplete
 	}
-
 	payload := b[HeaderSize:size:size] // capped: an append by the caller must not overwrite the next packet
-	if flags&FlagPayloadCRC != 0 {
-		end := len(payload) - TrailerSize
-		if Checksum(payload[:end]) != binary.LittleEndian.Uint32(payload[end:]) {
-			return Packet{}, 0, errTrailerMismatch
-		}
-		payload = payload[:end:end]
-	}
-	switch t {
-	case FrameError:
-		if !utf8.Valid(payload[MinErrorPayload:]) {
-			return Packet{}, 0, errErrorUTF8
-		}
-	case FrameGoAway:
-		if !utf8.Valid(payload[MinGoAwayPayload:]) {
-			return Packet{}, 0, errGoAwayUTF8
-		}
-	case FrameHello:
-		if _, err := ParseHello(payload); err != nil {
+	if slow {
+		if payload, err = checkPayload(flags, payload); err != nil {
 			return Packet{}, 0, err
 		}
 	}
@@ -168,9 +128,80 @@ func Parse(b []byte, lim Limits) (p Packet, n int, err error) {
 	}, int(size), nil
 }
 
+// headerError returns the error of the first of rules 1-4 (magic, version,
+// checksum, size) that hb breaks.
+func headerError(hb []byte) error {
+	switch {
+	case binary.LittleEndian.Uint32(hb[0:4]) != magicLE:
+		return errBadMagic
+	case binary.LittleEndian.Uint16(hb[4:6]) != Version:
+		return errBadVersion
+	case Checksum(hb[:headerCRCCoverage]) != binary.LittleEndian.Uint32(hb[20:24]):
+		return errHeaderChecksum
+	default:
+		return errSizeTooSmall
+	}
+}
+
+// checkFlags enforces the rules after FRAME_TOO_LARGE that need only the
+// header: frame type, reserved bits, PAYLOAD_CRC, and the frame-type rules,
+// so that Parse rejects such a packet before its payload has arrived.
+func checkFlags(flags Flags, size uint32, seq uint64, lim Limits) error {
+	t := flags.Type()
+	if t > FrameGoAway {
+		return errUnknownType
+	}
+	if flags&reservedMask != 0 {
+		return errReservedFlags
+	}
+	// plen is the application payload's length: the minimum payload
+	// lengths of the contract do not count the trailer.
+	plen := size - HeaderSize
+	if flags&FlagPayloadCRC != 0 {
+		if size < HeaderSize+TrailerSize {
+			return errTrailerTooShort
+		}
+		if t == FrameHello {
+			return errCRCOnHello
+		}
+		if !lim.PayloadCRC {
+			return errCRCNotNegotiated
+		}
+		plen -= TrailerSize
+	}
+	return checkFrameHeader(t, flags, size, plen, seq)
+}
+
+// checkPayload checks the trailer and the payload layouts of a complete
+// packet whose header passed checkFlags, and returns the application
+// payload: the payload region without the trailer.
+func checkPayload(flags Flags, payload []byte) ([]byte, error) {
+	if flags&FlagPayloadCRC != 0 {
+		end := len(payload) - TrailerSize
+		if Checksum(payload[:end]) != binary.LittleEndian.Uint32(payload[end:]) {
+			return nil, errTrailerMismatch
+		}
+		payload = payload[:end:end]
+	}
+	switch flags.Type() {
+	case FrameError:
+		if !utf8.Valid(payload[MinErrorPayload:]) {
+			return nil, errErrorUTF8
+		}
+	case FrameGoAway:
+		if !utf8.Valid(payload[MinGoAwayPayload:]) {
+			return nil, errGoAwayUTF8
+		}
+	case FrameHello:
+		if _, err := ParseHello(payload); err != nil {
+			return nil, err
+		}
+	}
+	return payload, nil
+}
+
 // checkFrameHeader enforces the rules of the frame-type sections that need
-// only the header, so that Parse rejects such a packet before its payload
-// has arrived. All of them are PROTOCOL_ERROR, so their order among
+// only the header. All of them are PROTOCOL_ERROR, so their order among
 // themselves decides only the message.
 func checkFrameHeader(t FrameType, flags Flags, size, plen uint32, seq uint64) error {
 	switch t {
