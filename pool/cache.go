@@ -1,7 +1,8 @@
 package pool
 
-// cacheBytes bounds what a Cache keeps per class, so caching the large
-// classes cannot strand much memory with one owner.
+// A Cache keeps per class at most cacheBytes and at most maxCacheSlots
+// buffers (but at least one), so caching the large classes cannot strand
+// much memory with one owner.
 const (
 	cacheBytes    = 256 << 10
 	maxCacheSlots = 32
