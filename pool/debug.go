@@ -7,10 +7,12 @@ import (
 	"strings"
 )
 
-// Debug mode: released memory is filled with poison, a Get checks the poison
-// is intact (so a write through a slice kept past its Release is caught at
-// the next Get of that slot), and misuse names call sites. None of this runs
-// unless Options.Debug or the zwdebug build tag is set.
+// Stale handles are caught in every mode, by the generation check in slot's
+// state. Debug mode (Options.Debug or the zwdebug build tag) adds what costs
+// time: it records where each buffer was freed, so the panic can name it;
+// it fills released memory with poison; and a Get checks the poison is
+// intact, so a write through a slice kept past its release is caught at the
+// next Get of that slot.
 
 const poisonByte = 0xDE
 

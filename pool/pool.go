@@ -1,7 +1,9 @@
 // Package pool hands out reference-counted byte buffers carved from memory
-// mapped outside the Go heap, so that buffers held by thousands of
-// connections neither raise the garbage collector's heap goal nor need
-// scanning.
+// mapped outside the Go heap: acquiring and releasing them makes no garbage,
+// and buffers held by thousands of connections do not inflate the garbage
+// collector's heap goal. (The same goal then no longer acts as ballast, so
+// pace the collector for the heap alone with GOGC or GOMEMLIMIT; see
+// docs/perf/pool.md.)
 //
 // Buffers come in size classes, 256 bytes doubling up to the pool's
 // MaxSize. Each class keeps its free slots on a lock-free stack; a Cache
@@ -9,11 +11,12 @@
 // common acquire and release touch no shared cache line.
 //
 // Ownership: a Buffer is a small value handle. The bytes are valid until the
-// last reference is released; each Retain needs one Release. Releasing more
-// often than that, or using a handle whose last reference is gone, panics;
-// with Options.Debug or the build tag zwdebug the panic names the call site
-// of the bad call and of the release that freed the buffer, and released
-// memory is poisoned with 0xDE.
+// last reference is released; each Retain needs one Release. Retain or
+// Release through a handle whose last reference is gone panics, naming the
+// call site. With Options.Debug or the build tag zwdebug the panic also
+// names the release that freed the buffer, Bytes checks the handle too, and
+// released memory is poisoned with 0xDE and checked when it is handed out
+// again.
 package pool
 
 import (
