@@ -274,3 +274,19 @@ func panicMessage(f func()) (msg string) {
 	f()
 	return ""
 }
+
+func TestPopulateHugePages(t *testing.T) {
+	for _, opts := range []pool.Options{
+		{Populate: true},
+		{HugePages: true, RegionSize: 2 << 20},
+		{Populate: true, HugePages: true, RegionSize: 2 << 20},
+	} {
+		p := newPool(t, opts)
+		b := get(t, p, 4096)
+		clear(b.Bytes())
+		b.Release()
+		if err := p.Close(); err != nil {
+			t.Fatalf("%+v: Close: %v", opts, err)
+		}
+	}
+}
