@@ -9,8 +9,8 @@ import (
 // client and server in this process, allocates nothing: AllocsPerRun
 // counts every goroutine's allocations.
 func TestRoundTripAllocs(t *testing.T) {
-	if testing.CoverMode() != "" {
-		t.Skip("coverage instrumentation allocates")
+	if testing.CoverMode() != "" || raceEnabled {
+		t.Skip("coverage instrumentation and the race detector allocate")
 	}
 	payload := make([]byte, 64)
 	for _, sb := range backends {

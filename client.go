@@ -43,11 +43,12 @@ type Client struct {
 	crcReq bool
 	onData func([]byte)
 
-	peerMax atomic.Uint32
-	state   atomic.Int32 // 0 handshaking, 1 open, 2 going away, 3 closed
-	ready   chan struct{}
-	doneCh  chan struct{}
-	err     error // why the connection ended; set before doneCh closes
+	peerMax  atomic.Uint32
+	state    atomic.Int32 // 0 handshaking, 1 open, 2 going away, 3 closed
+	inflight atomic.Int64 // calls not yet completed, for a Pool's choice
+	ready    chan struct{}
+	doneCh   chan struct{}
+	err      error // why the connection ended; set before doneCh closes
 
 	// Owned by the loop.
 	pending map[uint64]*call
@@ -96,6 +97,7 @@ type call struct {
 	err   error
 	done  chan struct{}
 	cb    func(*Response, error)
+	owner *Client
 }
 
 const (
@@ -126,6 +128,7 @@ func (c *call) recycle() {
 // on is recycled here instead.
 func (c *call) complete(err error) {
 	c.err = err
+	c.owner.inflight.Add(-1)
 	if c.cb != nil {
 		cb := c.cb
 		if err != nil {
@@ -357,9 +360,12 @@ func (cl *Client) newCall(payload []byte, ping bool) (*call, error) {
 	}
 	k := callPool.Get().(*call)
 	k.ping = ping
+	k.owner = cl
+	cl.inflight.Add(1)
 	if len(payload) > 0 {
 		b, err := cl.eng.pool.Get(len(payload))
 		if err != nil {
+			cl.inflight.Add(-1)
 			k.recycle()
 			return nil, err
 		}

@@ -20,7 +20,8 @@ func (cl *Client) attach(nc net.Conn) error {
 		return err
 	}
 	s := cl.eng
-	l := s.loops[s.rr.Add(1)%uint32(len(s.loops))]
+	loops := s.getLoops()
+	l := loops[s.rr.Add(1)%uint32(len(loops))]
 	cl.l = l
 	var aerr error
 	l.runSync(func() {

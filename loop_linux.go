@@ -63,10 +63,12 @@ func (s *Server) listenEpoll(network, address string) error {
 			fds = append(fds, fd)
 		}
 	}
+	s.mu.Lock()
 	if network == "unix" {
 		s.plat.unixPath = address
 	}
 	s.addr = addr
+	s.mu.Unlock()
 	return s.startLoops(fds)
 }
 
@@ -94,7 +96,12 @@ func (s *Server) adoptEpoll(ln net.Listener) error {
 		unix.Close(fd)
 		return os.NewSyscallError("setnonblock", err)
 	}
+	s.mu.Lock()
 	s.addr = ln.Addr()
+	s.mu.Unlock()
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false) // the socket file now belongs to our copy
+	}
 	ln.Close()
 	return s.startLoops([]int{fd})
 }
@@ -174,32 +181,46 @@ func addrPort(sa unix.Sockaddr) netip.AddrPort {
 }
 
 func (s *Server) startLoops(lnfds []int) error {
+	var loops []*loop
+	fail := func(err error) error {
+		for _, fd := range lnfds {
+			unix.Close(fd)
+		}
+		for _, l := range loops {
+			l.plat.poller.Close()
+			l.release()
+		}
+		return err
+	}
 	for i := 0; i < s.opts.Loops; i++ {
 		l, err := newLoop(s, i, false)
-		if err == nil {
-			l.plat.poller, err = poll.New()
-		}
 		if err != nil {
-			for _, fd := range lnfds {
-				unix.Close(fd)
-			}
-			for _, l := range s.loops {
-				l.plat.poller.Close()
-				l.release()
-			}
-			return err
+			return fail(err)
 		}
+		if l.plat.poller, err = poll.New(); err != nil {
+			l.release()
+			return fail(err)
+		}
+		loops = append(loops, l)
 		l.plat.lnfd = -1
 		l.plat.events = make([]poll.Event, 256)
 		if i < len(lnfds) {
-			l.plat.lnfd = lnfds[i]
 			if err := l.plat.poller.AddLevel(lnfds[i], listenToken); err != nil {
-				return err
+				return fail(err)
 			}
+			l.plat.lnfd = lnfds[i]
 		}
-		s.loops = append(s.loops, l)
 	}
-	for _, l := range s.loops {
+	// Published under the lock, and only while the server is still
+	// running: a Close racing with Serve either sees the loops or stops them
+	// from starting.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state.Load() != stateRunning {
+		return fail(ErrClosed)
+	}
+	s.loops = loops
+	for _, l := range loops {
 		s.wg.Add(1)
 		go l.run()
 	}
@@ -318,7 +339,9 @@ func (l *loop) readAgain() {
 	}
 }
 
-func (l *loop) accept() {
+// accept takes up to 64 pending connections and reports whether more
+// may be waiting.
+func (l *loop) accept() bool {
 	p := &l.plat
 	for i := 0; i < 64; i++ {
 		fd, sa, err := unix.Accept4(p.lnfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
@@ -329,7 +352,7 @@ func (l *loop) accept() {
 				l.srv.opts.Logger.Warn("zerowire: accept", "err", os.NewSyscallError("accept4", err))
 				time.Sleep(5 * time.Millisecond)
 			}
-			return
+			return false
 		}
 		ap := addrPort(sa)
 		loops := l.srv.loops
@@ -345,11 +368,12 @@ func (l *loop) accept() {
 		t.kind, t.seq, t.addr = taskAdopt, uint64(fd), ap
 		target.post(t)
 	}
+	return true
 }
 
 func (l *loop) adopt(fd int, ap netip.AddrPort) {
 	s := l.srv
-	if s.state.Load() != stateRunning {
+	if st := s.state.Load(); st != stateRunning && st != stateShutdown {
 		unix.Close(fd)
 		return
 	}
@@ -373,7 +397,7 @@ func (l *loop) adopt(fd int, ap netip.AddrPort) {
 		unix.Close(fd)
 		return
 	}
-	l.schedule(c, c.opened+int64(s.opts.HandshakeTimeout))
+	c.onTimer() // files the first deadline: the handshake's, or the idle timer's if sooner
 }
 
 // post hands t to the loop from any goroutine.
@@ -401,8 +425,15 @@ func (l *loop) runSync(fn func()) {
 }
 
 func (s *Server) stopAccepting() {
-	for _, l := range s.loops {
+	for _, l := range s.getLoops() {
 		l.runSync(func() {
+			if l.plat.lnfd >= 0 && s.state.Load() == stateShutdown {
+				// Connections the kernel has completed would be reset
+				// when the listener closes: take them, so that they get
+				// GOAWAY like every other.
+				for l.accept() {
+				}
+			}
 			if l.plat.lnfd >= 0 {
 				l.plat.poller.Del(l.plat.lnfd)
 				unix.Close(l.plat.lnfd)
@@ -410,22 +441,24 @@ func (s *Server) stopAccepting() {
 			}
 		})
 	}
+	s.mu.Lock()
 	if s.plat.unixPath != "" {
 		os.Remove(s.plat.unixPath)
 		s.plat.unixPath = ""
 	}
+	s.mu.Unlock()
 	s.stopAcceptingNet()
 }
 
 func (s *Server) stopLoops() {
-	for _, l := range s.loops {
+	for _, l := range s.getLoops() {
 		l.runSync(func() { l.plat.stop = true })
 	}
 }
 
 // eachLoopConn runs f for every connection, on its loop.
 func (s *Server) eachLoopConn(f func(*Conn)) {
-	for _, l := range s.loops {
+	for _, l := range s.getLoops() {
 		l.runSync(func() {
 			s.table.Range(func(_ conntable.ID, c *Conn) bool {
 				if c.l == l && c.st != stClosed {

@@ -16,6 +16,12 @@ func (c *Conn) appendPacket(t wire.FrameType, flags wire.Flags, seq uint64, payl
 	*dst = wire.AppendPacket(*dst, t, flags, seq, payload)
 	c.srv.stats.packetsOut.Add(1)
 	c.srv.stats.bytesOut.Add(uint64(n))
+	if dst == &c.out && !c.wantOut {
+		// A packet larger than the shared buffer went straight to c's own
+		// queue, which is otherwise written only on write readiness, and
+		// that is armed only once the socket is full: write it now.
+		c.flush()
+	}
 }
 
 // outTail returns the buffer the next n bytes for c must be appended to,
@@ -165,7 +171,10 @@ func (c *Conn) resume() {
 		return
 	}
 	c.paused = false
-	if c.rdMore {
+	c.lastRecv = c.l.now // the idle timer did not run while paused
+	if c.l.net {
+		c.l.cond.Broadcast()
+	} else if c.rdMore {
 		c.l.revisit(c)
 	}
 }
@@ -206,6 +215,9 @@ func (c *Conn) finalClose() {
 	c.releaseOut()
 	c.dropPartial()
 	c.srv.forget(c)
+	if c.l.net {
+		c.l.cond.Broadcast() // the reader may wait for this close
+	}
 	if c.openCalled || !c.server {
 		c.ep.onClose(c, c.err)
 	}

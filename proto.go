@@ -256,7 +256,8 @@ func (c *Conn) goAway(code wire.Code, msg string) {
 
 // maybeFinish closes a draining connection once nothing is owed either way.
 func (c *Conn) maybeFinish() {
-	if c.st == stDraining && c.deferred == 0 && !c.ep.waiting() {
+	// After the peer's EOF no awaited answer can arrive any more.
+	if c.st == stDraining && c.deferred == 0 && (c.eof || !c.ep.waiting()) {
 		c.beginClose()
 	}
 }

@@ -201,12 +201,18 @@ func (s *Server) Close() error {
 	})
 	s.stopLoops()
 	s.wg.Wait()
-	for _, l := range s.loops {
+	for _, l := range s.getLoops() {
 		l.release()
 	}
 	s.closePool()
 	close(s.done)
 	return nil
+}
+
+func (s *Server) getLoops() []*loop {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loops
 }
 
 func (s *Server) closePool() {

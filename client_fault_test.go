@@ -1,0 +1,238 @@
+package zerowire
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zerowire/zerowire/wire"
+)
+
+// jitterHandler answers each REQUEST from a goroutine after a random delay,
+// so answers leave in a different order from the requests.
+type jitterHandler struct{}
+
+func (jitterHandler) OnOpen(c *Conn)             {}
+func (jitterHandler) OnClose(c *Conn, err error) {}
+func (jitterHandler) OnPacket(c *Conn, p *Packet) {
+	d, err := c.Defer(p)
+	if err != nil {
+		return
+	}
+	payload := append([]byte(nil), p.Payload...)
+	time.AfterFunc(time.Duration(rand.N(5000))*time.Microsecond, func() { d.Reply(payload) })
+}
+
+func TestClientOutOfOrderAnswers(t *testing.T) {
+	s := startServer(t, jitterHandler{}, Options{})
+	for _, b := range backends {
+		cl := dialTest(t, s, b, nil)
+		var wg sync.WaitGroup
+		for g := 0; g < 100; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 20; i++ {
+					want := []byte(fmt.Sprint(g, "/", i))
+					got, err := cl.CallBytes(context.Background(), want)
+					if err != nil || !bytes.Equal(got, want) {
+						t.Errorf("%s: got %q, %v", want, got, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+// fakeServer accepts one connection, does the HELLO exchange, and hands
+// the connection to f.
+func fakeServer(t *testing.T, f func(r *rawConn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		r := &rawConn{t: t, c: c, r: newReader(c)}
+		defer c.Close()
+		if p := r.read(); p.Type() != wire.FrameHello {
+			t.Errorf("client's first packet is %v", p.Type())
+			return
+		}
+		r.write(helloPacket(0))
+		f(r)
+	}()
+	return ln.Addr().String()
+}
+
+func TestClientUnknownSeqIsProtocolError(t *testing.T) {
+	for _, b := range backends {
+		addr := fakeServer(t, func(r *rawConn) {
+			p := r.read()
+			r.write(wire.AppendPacket(nil, wire.FrameResponse, 0, p.Seq+100, nil))
+			// The client must answer with ERROR PROTOCOL_ERROR and close.
+			for {
+				q := r.read()
+				if q.Type() == wire.FrameError {
+					code, _, _ := wire.ParseErrorPayload(q.Payload)
+					if code != wire.CodeProtocolError || q.Seq != 0 {
+						t.Errorf("client sent ERROR %v seq %d", code, q.Seq)
+					}
+					break
+				}
+			}
+			io.Copy(io.Discard, r.r)
+		})
+		cl, err := Dial(context.Background(), "tcp", addr, &ClientOptions{Backend: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cl.Call(context.Background(), []byte("x"))
+		if !errors.Is(err, ErrConnLost) {
+			t.Fatalf("%v: pending call failed with %v, want ErrConnLost", b, err)
+		}
+		<-cl.Done()
+		var we *wire.Error
+		if !errors.As(cl.Err(), &we) || we.Code != wire.CodeProtocolError {
+			t.Fatalf("client ended with %v", cl.Err())
+		}
+	}
+}
+
+func TestClientGoAway(t *testing.T) {
+	for _, b := range backends {
+		addr := fakeServer(t, func(r *rawConn) {
+			var seqs []uint64
+			for len(seqs) < 4 {
+				seqs = append(seqs, r.read().Seq)
+			}
+			// Processed up to the second; the other two are not.
+			var buf []byte
+			buf = wire.AppendPacket(buf, wire.FrameGoAway, 0, 0, wire.AppendGoAwayPayload(nil, seqs[1], wire.CodeShuttingDown, "bye"))
+			buf = wire.AppendPacket(buf, wire.FrameResponse, 0, seqs[0], []byte("r1"))
+			buf = wire.AppendPacket(buf, wire.FrameResponse, 0, seqs[1], []byte("r2"))
+			r.write(buf)
+			io.Copy(io.Discard, r.r) // the client closes once it has its answers
+		})
+		cl, err := Dial(context.Background(), "tcp", addr, &ClientOptions{Backend: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type res struct {
+			payload string
+			err     error
+		}
+		results := make([]chan res, 4)
+		for i := range results {
+			results[i] = make(chan res, 1)
+			ch := results[i]
+			// In order, so that the seqs are 1..4.
+			done := make(chan struct{})
+			go func() {
+				close(done)
+				b, err := cl.CallBytes(context.Background(), []byte("q"))
+				ch <- res{string(b), err}
+			}()
+			<-done
+			time.Sleep(10 * time.Millisecond)
+		}
+		got := []res{<-results[0], <-results[1], <-results[2], <-results[3]}
+		if got[0].err != nil || got[1].err != nil || got[0].payload+got[1].payload != "r1r2" {
+			t.Fatalf("%v: processed calls: %+v", b, got[:2])
+		}
+		for _, r := range got[2:] {
+			if !errors.Is(r.err, ErrNotProcessed) {
+				t.Fatalf("%v: unprocessed call ended with %v, want ErrNotProcessed", b, r.err)
+			}
+		}
+		if _, err := cl.Call(context.Background(), []byte("late")); err == nil {
+			t.Fatalf("%v: a call after GOAWAY succeeded", b)
+		}
+		<-cl.Done()
+	}
+}
+
+func TestPoolSurvivesServerRestart(t *testing.T) {
+	h := &echoHandler{}
+	s := startServer(t, h, Options{})
+	addr := s.Addr().String()
+	p, err := NewPool(PoolOptions{Addrs: []string{addr}, ConnsPerAddr: 2, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	call := func() error {
+		r, err := p.Call(ctx, []byte("ping"))
+		if err == nil {
+			r.Release()
+		}
+		return err
+	}
+	if err := call(); err != nil {
+		t.Fatal(err)
+	}
+	// Killed mid-flight: calls in progress fail with a clear error, none hangs.
+	slow := &slowHandler{delay: time.Second}
+	_ = slow
+	s.Close()
+	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	_, err = p.Call(short, []byte("down"))
+	cancelShort()
+	if err == nil {
+		t.Fatal("call succeeded with the server down")
+	}
+	// The server comes back on the same address: the pool reconnects.
+	s2, err := NewServer(h, Options{Logger: s.opts.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Listen(addr); err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := call(); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}
+
+func TestClientServerKilledMidFlight(t *testing.T) {
+	s := startServer(t, &slowHandler{delay: 5 * time.Second}, Options{})
+	for _, b := range backends {
+		cl := dialTest(t, s, b, nil)
+		errc := make(chan error, 10)
+		for i := 0; i < 10; i++ {
+			go func() {
+				_, err := cl.Call(context.Background(), []byte("x"))
+				errc <- err
+			}()
+		}
+		waitFor(t, "calls in flight", func() bool { return cl.inflight.Load() == 10 })
+		_ = b
+		defer func() {
+			for i := 0; i < 10; i++ {
+				if err := <-errc; !errors.Is(err, ErrConnLost) {
+					t.Errorf("pending call ended with %v, want ErrConnLost", err)
+				}
+			}
+		}()
+	}
+	s.Close()
+}
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReaderSize(c, 1<<20) }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package zerowire
+
+const raceEnabled = false
