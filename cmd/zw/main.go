@@ -2,6 +2,8 @@
 // a demonstration of both, a ping and a decoder of captured byte streams.
 //
 //	zw serve --addr 127.0.0.1:7878
+//	zw bench --addr 127.0.0.1:7878 --conns 16 --depth 8
+//	zw demo
 //	zw ping 127.0.0.1:7878
 //	zw decode --hex capture.txt
 //
@@ -41,6 +43,8 @@ Usage:
 Commands:
 
 	serve    run the echo service of the contract
+	bench    generate load against a server and report latency percentiles
+	demo     start an in-process server, bench it for a few seconds, print the table
 	ping     send PINGs to a server and print the round trips
 	decode   print the packets of a captured byte stream
 	help     print this text, or a command's flags (zw help COMMAND)
@@ -51,7 +55,7 @@ Exit codes:
 
 	0  success
 	1  runtime failure: unreachable address, port in use, malformed input
-	   for decode
+	   for decode, bench with errors
 	2  usage error: bad flag, argument or command
 `
 
@@ -78,7 +82,7 @@ type env struct {
 }
 
 func commands() []*command {
-	return []*command{serveCommand(), pingCommand(), decodeCommand()}
+	return []*command{serveCommand(), benchCommand(), demoCommand(), pingCommand(), decodeCommand()}
 }
 
 func findCommand(name string) *command {
