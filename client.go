@@ -227,7 +227,7 @@ func Dial(ctx context.Context, network, addr string, opts *ClientOptions) (*Clie
 
 // newClientConn makes the connection's state; the caller registers it.
 func (cl *Client) newConn(l *loop) *Conn {
-	c := &Conn{l: l, srv: cl.eng, o: &cl.o, peerMax: wire.MinMaxPacketSize, ep: cl}
+	c := &Conn{l: l, o: &cl.o, peerMax: wire.MinMaxPacketSize, ep: cl}
 	c.opened, c.lastRecv = l.now, l.now
 	return c
 }

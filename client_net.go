@@ -11,7 +11,7 @@ func (cl *Client) attachNet(nc net.Conn) error {
 		return err
 	}
 	c := cl.newConn(l)
-	c.nc = nc
+	l.nc = nc
 	l.netc = c
 	cl.l = l
 	if !cl.eng.register(c) {

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"sync"
+	"sync/atomic"
 
 	"github.com/zerowire/zerowire/pool"
 	"github.com/zerowire/zerowire/wire"
@@ -92,20 +92,27 @@ func (*closedError) Is(target error) bool { return target == net.ErrClosed }
 type Conn struct {
 	id     ConnID
 	l      *loop
-	fd     int            // epoll backend
-	nc     net.Conn       // net backend
-	remote netip.AddrPort // epoll backend; kept compact for idle connections
-	srv    *Server
 	o      *Options // the server's, or the client's
-
-	userMu   sync.Mutex
-	userData any
+	ep     endpoint
+	fd     int // epoll backend; the net backend's conn is the loop's
+	rport  uint16
+	raddr  [16]byte // the peer's address, compact: idle connections are many
+	user   atomic.Pointer[any]
+	err    error
+	x      *connBufs           // made on first need
+	defers map[uint64]struct{} // seqs handed off with Defer
 
 	// Owned by the loop.
-	st         connState
 	recvSeq    wire.SeqChecker
 	sendSeq    uint64
+	opened     int64
+	lastRecv   int64
+	overAt     int64 // when the queue went over MaxQueuedBytes; 0 if under
+	closeAt    int64 // linger deadline of a closing connection
+	wheelAt    int64 // tick the timer wheel holds the connection in; 0 if none
 	peerMax    uint32
+	deferred   int32
+	st         connState
 	crc        bool // PAYLOAD_CRC negotiated
 	goaway     bool // this side sent GOAWAY: no new frames are processed
 	peerGone   bool // the peer sent GOAWAY or closed its side
@@ -113,26 +120,22 @@ type Conn struct {
 	rdMore     bool // the socket may hold unread bytes (edge-triggered)
 	wantOut    bool // write readiness armed
 	answered   bool // the REQUEST being dispatched was answered or deferred
-	lastSeq    uint64
-	deferred   int
-	opened     int64
-	lastRecv   int64
-	overAt     int64       // when the queue went over MaxQueuedBytes; 0 if under
-	closeAt    int64       // linger deadline of a closing connection
-	wheelAt    int64       // tick the timer wheel holds the connection in; 0 if none
-	pend       []byte      // a partial packet carried to the next read
-	pendBuf    pool.Buffer // backs pend, unless the pool was at its cap
-	pendNeed   int         // the size pend's packet needs in all
-	out        []byte      // queued bytes that did not fit the socket
-	outBuf     pool.Buffer
-	outOff     int
-	err        error
-	pending    map[uint64]struct{} // seqs handed off with Defer
-	server     bool                // this side accepted the connection
-	helloOut   bool                // this side's HELLO is queued
-	eof        bool                // the peer shut its write side
-	openCalled bool                // OnOpen was called
-	ep         endpoint
+	server     bool // this side accepted the connection
+	helloOut   bool // this side's HELLO is queued
+	eof        bool // the peer shut its write side
+	isTCP      bool // raddr holds an address
+	openCalled bool // OnOpen was called
+}
+
+// connBufs are what a busy connection holds of its own: bytes the socket
+// did not take, and a packet split across reads.
+type connBufs struct {
+	out      []byte
+	outBuf   pool.Buffer // backs out, unless the pool was at its cap
+	outOff   int
+	pend     []byte      // a partial packet carried to the next read
+	pendBuf  pool.Buffer // backs pend, unless the pool was at its cap
+	pendNeed int         // the size pend's packet needs in all
 }
 
 type connState uint8
@@ -150,28 +153,31 @@ func (c *Conn) ID() ConnID { return c.id }
 
 // RemoteAddr returns the peer's address.
 func (c *Conn) RemoteAddr() net.Addr {
-	if c.nc != nil {
-		return c.nc.RemoteAddr()
+	if c.l.net {
+		return c.l.nc.RemoteAddr()
 	}
-	if c.remote.IsValid() {
-		return net.TCPAddrFromAddrPort(c.remote)
+	if c.isTCP {
+		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom16(c.raddr).Unmap(), c.rport))
 	}
 	return &net.UnixAddr{Net: "unix"}
 }
 
+func (c *Conn) setRemote(ap netip.AddrPort) {
+	if ap.IsValid() {
+		c.raddr, c.rport, c.isTCP = ap.Addr().As16(), ap.Port(), true
+	}
+}
+
 // UserData returns what SetUserData stored; safe from any goroutine.
 func (c *Conn) UserData() any {
-	c.userMu.Lock()
-	defer c.userMu.Unlock()
-	return c.userData
+	if p := c.user.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // SetUserData attaches a value to the connection; safe from any goroutine.
-func (c *Conn) SetUserData(v any) {
-	c.userMu.Lock()
-	c.userData = v
-	c.userMu.Unlock()
-}
+func (c *Conn) SetUserData(v any) { c.user.Store(&v) }
 
 // Send queues a DATA frame with a copy of payload; the caller keeps
 // ownership of payload. It returns ErrTooLarge, ErrGoingAway or ErrClosed.
@@ -238,12 +244,12 @@ func (c *Conn) Defer(p *Packet) (Deferred, error) {
 	if err := c.claim(p); err != nil {
 		return Deferred{}, err
 	}
-	if c.pending == nil {
-		c.pending = make(map[uint64]struct{})
+	if c.defers == nil {
+		c.defers = make(map[uint64]struct{})
 	}
-	c.pending[p.Seq] = struct{}{}
+	c.defers[p.Seq] = struct{}{}
 	c.deferred++
-	return Deferred{srv: c.srv, id: c.id, seq: p.Seq, flags: p.Flags & wire.FlagPayloadCRC}, nil
+	return Deferred{srv: c.l.srv, id: c.id, seq: p.Seq, flags: p.Flags & wire.FlagPayloadCRC}, nil
 }
 
 // claim marks the REQUEST being dispatched as answered; a REQUEST is

@@ -2,6 +2,7 @@ package zerowire
 
 import (
 	"github.com/zerowire/zerowire/internal/conntable"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,7 @@ type loop struct {
 
 	// The net backend: one loop per connection.
 	net     bool
+	nc      net.Conn
 	netc    *Conn
 	mu      sync.Mutex // stands in for the loop's thread
 	cond    *sync.Cond // wakes a reader paused for backpressure
@@ -214,10 +216,10 @@ func (l *loop) runTask(t *task) error {
 	case taskSend:
 		return c.sendData(t.flags, payload)
 	case taskReply, taskReplyError:
-		if _, ok := c.pending[t.seq]; !ok {
+		if _, ok := c.defers[t.seq]; !ok {
 			return ErrNotRequest
 		}
-		delete(c.pending, t.seq)
+		delete(c.defers, t.seq)
 		c.deferred--
 		var err error
 		if t.kind == taskReply {
@@ -332,7 +334,7 @@ func (c *Conn) onTimer() {
 		return
 	case c.overAt != 0:
 		if now-c.overAt >= int64(o.SlowConsumerTimeout) {
-			c.srv.stats.slowConsumers.Add(1)
+			c.l.srv.stats.slowConsumers.Add(1)
 			c.fail(wire.CodeSlowConsumer, errSlow.Msg, errSlow)
 		} else {
 			c.l.schedule(c, c.overAt+int64(o.SlowConsumerTimeout))

@@ -386,7 +386,8 @@ func (l *loop) adopt(fd int, ap netip.AddrPort) {
 	if ap.IsValid() {
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	c := &Conn{l: l, fd: fd, remote: ap, srv: s, o: &s.opts, server: true, peerMax: wire.MinMaxPacketSize, ep: serverEndpoint{s.handler}}
+	c := &Conn{l: l, fd: fd, o: &s.opts, server: true, peerMax: wire.MinMaxPacketSize, ep: serverEndpoint{s.handler}}
+	c.setRemote(ap)
 	c.opened, c.lastRecv = l.now, l.now
 	if !s.register(c) {
 		unix.Close(fd)
@@ -475,7 +476,7 @@ func (s *Server) eachLoopConn(f func(*Conn)) {
 // on the net backend.
 
 func (c *Conn) readSome(b []byte) (int, error) {
-	if c.nc != nil {
+	if c.l.net {
 		return c.netRead(b)
 	}
 	for {
@@ -501,7 +502,7 @@ func (c *Conn) readSome(b []byte) (int, error) {
 // writeSome writes what the socket takes and returns how much that was;
 // a full socket is not an error.
 func (c *Conn) writeSome(b []byte) (int, error) {
-	if c.nc != nil {
+	if c.l.net {
 		return c.netWrite(b)
 	}
 	done := 0
@@ -521,7 +522,7 @@ func (c *Conn) writeSome(b []byte) (int, error) {
 }
 
 func (c *Conn) armWrite(on bool) {
-	if c.nc != nil || c.wantOut == on || c.st == stClosed {
+	if c.l.net || c.wantOut == on || c.st == stClosed {
 		return
 	}
 	c.wantOut = on
@@ -529,7 +530,7 @@ func (c *Conn) armWrite(on bool) {
 }
 
 func (c *Conn) shutWrite() {
-	if c.nc != nil {
+	if c.l.net {
 		c.netShutWrite()
 		return
 	}
@@ -537,8 +538,8 @@ func (c *Conn) shutWrite() {
 }
 
 func (c *Conn) closeTransport() {
-	if c.nc != nil {
-		c.nc.Close()
+	if c.l.net {
+		c.l.nc.Close()
 		return
 	}
 	c.l.plat.poller.Del(c.fd)

@@ -52,8 +52,8 @@ func (s *Server) acceptNet(ln net.Listener) {
 			nc.Close()
 			continue
 		}
-		c := &Conn{l: l, nc: nc, srv: s, o: &s.opts, server: true, peerMax: wire.MinMaxPacketSize, ep: serverEndpoint{s.handler}}
-		l.netc = c
+		c := &Conn{l: l, o: &s.opts, server: true, peerMax: wire.MinMaxPacketSize, ep: serverEndpoint{s.handler}}
+		l.netc, l.nc = c, nc
 		if !s.register(c) {
 			l.release()
 			nc.Close()
@@ -73,7 +73,7 @@ func (l *loop) serveConn(c *Conn) {
 	l.now = monotime()
 	c.opened, c.lastRecv = l.now, l.now
 	if c.server {
-		l.schedule(c, c.opened+int64(l.srv.opts.HandshakeTimeout))
+		c.onTimer() // files the first deadline: the handshake's, or the idle timer's if sooner
 	}
 	for c.st != stClosed {
 		for c.paused && c.st < stClosing {
@@ -84,7 +84,7 @@ func (l *loop) serveConn(c *Conn) {
 		}
 		buf := l.readTarget(c)
 		l.unlock()
-		n, err := c.nc.Read(buf)
+		n, err := c.l.nc.Read(buf)
 		l.mu.Lock()
 		l.now = monotime()
 		if c.st == stClosed {
@@ -193,7 +193,7 @@ func (s *Server) eachNetConn(f func(*Conn)) {
 }
 
 func (c *Conn) netRead(b []byte) (int, error) {
-	n, err := c.nc.Read(b)
+	n, err := c.l.nc.Read(b)
 	if err == io.EOF {
 		err = errEOF
 	}
@@ -203,17 +203,17 @@ func (c *Conn) netRead(b []byte) (int, error) {
 // netWrite blocks until the peer takes b; a peer that takes nothing for
 // the slow-consumer deadline loses the connection.
 func (c *Conn) netWrite(b []byte) (int, error) {
-	c.nc.SetWriteDeadline(time.Now().Add(c.o.SlowConsumerTimeout))
-	n, err := c.nc.Write(b)
+	c.l.nc.SetWriteDeadline(time.Now().Add(c.o.SlowConsumerTimeout))
+	n, err := c.l.nc.Write(b)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		c.srv.stats.slowConsumers.Add(1)
+		c.l.srv.stats.slowConsumers.Add(1)
 		err = errSlow
 	}
 	return n, err
 }
 
 func (c *Conn) netShutWrite() {
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+	if cw, ok := c.l.nc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
 }

@@ -37,4 +37,4 @@ func (c *Conn) readSome(b []byte) (int, error)              { return c.netRead(b
 func (c *Conn) writeSome(b []byte) (int, error)             { return c.netWrite(b) }
 func (c *Conn) armWrite(on bool)                            {}
 func (c *Conn) shutWrite()                                  { c.netShutWrite() }
-func (c *Conn) closeTransport()                             { c.nc.Close() }
+func (c *Conn) closeTransport()                             { c.l.nc.Close() }

@@ -14,9 +14,9 @@ func (c *Conn) appendPacket(t wire.FrameType, flags wire.Flags, seq uint64, payl
 	n := wire.PacketSize(len(payload), flags)
 	dst := c.outTail(n)
 	*dst = wire.AppendPacket(*dst, t, flags, seq, payload)
-	c.srv.stats.packetsOut.Add(1)
-	c.srv.stats.bytesOut.Add(uint64(n))
-	if dst == &c.out && !c.wantOut {
+	c.l.srv.stats.packetsOut.Add(1)
+	c.l.srv.stats.bytesOut.Add(uint64(n))
+	if c.x != nil && dst == &c.x.out && !c.wantOut {
 		// A packet larger than the shared buffer went straight to c's own
 		// queue, which is otherwise written only on write readiness, and
 		// that is armed only once the socket is full: write it now.
@@ -29,7 +29,7 @@ func (c *Conn) appendPacket(t wire.FrameType, flags wire.Flags, seq uint64, payl
 // while c has nothing queued of its own.
 func (c *Conn) outTail(n int) *[]byte {
 	l := c.l
-	if len(c.out) == 0 && n <= cap(l.wbuf) {
+	if c.queued() == 0 && n <= cap(l.wbuf) {
 		if l.wOwner != c {
 			l.flushShared()
 			l.wOwner = c
@@ -38,7 +38,7 @@ func (c *Conn) outTail(n int) *[]byte {
 			return &l.wbuf
 		}
 		l.flushShared()
-		if len(c.out) == 0 {
+		if c.queued() == 0 {
 			l.wOwner = c
 			return &l.wbuf
 		}
@@ -47,17 +47,18 @@ func (c *Conn) outTail(n int) *[]byte {
 		l.flushShared()
 	}
 	c.growOut(n)
-	return &c.out
+	return &c.x.out
 }
 
 // growOut makes room for n more bytes in c's own queue. When the pool is at
 // its cap the queue moves to the Go heap: nothing accepted is dropped, and
 // the queue limit pauses reading soon after.
 func (c *Conn) growOut(n int) {
-	if cap(c.out)-len(c.out) >= n {
+	x := c.bufs()
+	if cap(x.out)-len(x.out) >= n {
 		return
 	}
-	live := c.out[c.outOff:]
+	live := x.out[x.outOff:]
 	size := len(live) + n
 	if size < 4096 {
 		size = 4096
@@ -72,20 +73,42 @@ func (c *Conn) growOut(n int) {
 		mem = make([]byte, 0, size)
 	}
 	mem = append(mem, live...)
-	c.releaseOut()
-	c.out, c.outBuf, c.outOff = mem, nb, 0
+	if !x.outBuf.IsZero() {
+		x.outBuf.Release()
+	}
+	x.out, x.outBuf, x.outOff = mem, nb, 0
+}
+
+// bufs returns the connection's own buffers, made on first need: an idle
+// connection carries none.
+func (c *Conn) bufs() *connBufs {
+	if c.x == nil {
+		c.x = &connBufs{}
+	}
+	return c.x
 }
 
 func (c *Conn) releaseOut() {
-	if !c.outBuf.IsZero() {
-		c.outBuf.Release()
-		c.outBuf = pool.Buffer{}
+	x := c.x
+	if x == nil {
+		return
 	}
-	c.out, c.outOff = nil, 0
+	if !x.outBuf.IsZero() {
+		x.outBuf.Release()
+	}
+	x.out, x.outBuf, x.outOff = nil, pool.Buffer{}, 0
+	if x.pend == nil {
+		c.x = nil
+	}
 }
 
 // queued is the number of bytes waiting for the socket.
-func (c *Conn) queued() int { return len(c.out) - c.outOff }
+func (c *Conn) queued() int {
+	if c.x == nil {
+		return 0
+	}
+	return len(c.x.out) - c.x.outOff
+}
 
 // flushShared writes the shared buffer to its owner; what the socket does
 // not take is copied to the owner's own queue.
@@ -107,7 +130,7 @@ func (l *loop) flushShared() {
 	}
 	if n < len(b) {
 		c.growOut(len(b) - n)
-		c.out = append(c.out, b[n:]...)
+		c.x.out = append(c.x.out, b[n:]...)
 		c.blocked()
 	}
 	c.afterWrite()
@@ -119,12 +142,13 @@ func (c *Conn) flush() {
 		c.afterWrite()
 		return
 	}
-	n, err := c.writeSome(c.out[c.outOff:])
+	x := c.x
+	n, err := c.writeSome(x.out[x.outOff:])
 	if err != nil {
 		c.lost(err)
 		return
 	}
-	c.outOff += n
+	x.outOff += n
 	if c.queued() == 0 {
 		c.releaseOut()
 	} else {
@@ -167,7 +191,7 @@ func (c *Conn) afterWrite() {
 
 // resume lets a paused connection read again once every cause is gone.
 func (c *Conn) resume() {
-	if !c.paused || c.overAt != 0 || c.deferred >= c.o.MaxPendingRequests {
+	if !c.paused || c.overAt != 0 || int(c.deferred) >= c.o.MaxPendingRequests {
 		return
 	}
 	c.paused = false
@@ -214,7 +238,7 @@ func (c *Conn) finalClose() {
 	c.closeTransport()
 	c.releaseOut()
 	c.dropPartial()
-	c.srv.forget(c)
+	c.l.srv.forget(c)
 	if c.l.net {
 		c.l.cond.Broadcast() // the reader may wait for this close
 	}

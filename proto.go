@@ -51,7 +51,7 @@ func (c *Conn) consume(b []byte) (used, need int) {
 		}
 		used += n
 		c.lastRecv = c.l.now
-		c.srv.stats.packetsIn.Add(1)
+		c.l.srv.stats.packetsIn.Add(1)
 		c.handle(p)
 	}
 	return used, 0
@@ -200,7 +200,7 @@ func (c *Conn) dispatch(wp *wire.Packet) {
 		p.held = pool.Buffer{}
 	}
 	p.Payload = nil
-	if c.deferred >= c.o.MaxPendingRequests {
+	if int(c.deferred) >= c.o.MaxPendingRequests {
 		c.paused = true
 	}
 }
@@ -224,11 +224,11 @@ func (c *Conn) fail(code wire.Code, msg string, cause error) {
 		c.sendHello()
 	}
 	c.appendError(0, code, msg)
-	c.srv.stats.countError(code)
+	c.l.srv.stats.countError(code)
 	if c.err == nil {
 		c.err = cause
 	}
-	c.o.Logger.Debug("zerowire: closing connection", "conn", c.id, "remote", c.remote, "code", code.String(), "msg", msg)
+	c.o.Logger.Debug("zerowire: closing connection", "conn", c.id, "remote", c.RemoteAddr(), "code", code.String(), "msg", msg)
 	c.beginClose()
 }
 
@@ -239,7 +239,7 @@ func (c *Conn) goAway(code wire.Code, msg string) {
 		return
 	}
 	c.goaway = true
-	c.lastSeq = c.recvSeq.Last()
+	last := c.recvSeq.Last()
 	if c.st == stHandshake {
 		// Nothing was received yet, so nothing is owed: a server still owes
 		// its HELLO before any other packet.
@@ -248,7 +248,7 @@ func (c *Conn) goAway(code wire.Code, msg string) {
 		}
 	}
 	var scratch [128]byte
-	c.appendPacket(wire.FrameGoAway, 0, 0, wire.AppendGoAwayPayload(scratch[:0], c.lastSeq, code, msg))
+	c.appendPacket(wire.FrameGoAway, 0, 0, wire.AppendGoAwayPayload(scratch[:0], last, code, msg))
 	c.st = stDraining
 	c.ep.onGoAwaySent(c)
 	c.maybeFinish()

@@ -30,25 +30,33 @@ func (l *loop) readOnce(c *Conn) bool {
 // either in that packet's own buffer or copied back in front of the shared
 // one.
 func (l *loop) readTarget(c *Conn) []byte {
-	if len(c.pend) > 0 && c.pendNeed > len(l.rbuf)/4 {
-		return c.pend[len(c.pend):c.pendNeed]
+	if c.x == nil || len(c.x.pend) == 0 {
+		return l.rbuf
 	}
-	k := copy(l.rbuf, c.pend)
+	x := c.x
+	if x.pendNeed > len(l.rbuf)/4 {
+		return x.pend[len(x.pend):x.pendNeed]
+	}
+	k := copy(l.rbuf, x.pend)
 	return l.rbuf[k:]
 }
 
 // readDone dispatches what n more bytes completed.
 func (l *loop) readDone(c *Conn, n int) {
-	if len(c.pend) > 0 && c.pendNeed > len(l.rbuf)/4 {
-		c.pend = c.pend[:len(c.pend)+n]
-		if len(c.pend) == c.pendNeed {
-			c.consume(c.pend)
-			c.dropPartial()
+	k := 0
+	if x := c.x; x != nil && len(x.pend) > 0 {
+		if x.pendNeed > len(l.rbuf)/4 {
+			x.pend = x.pend[:len(x.pend)+n]
+			if len(x.pend) == x.pendNeed {
+				c.consume(x.pend)
+				c.dropPartial()
+			}
+			return
 		}
-		return
+		k = len(x.pend)
+		c.dropPartial()
 	}
-	b := l.rbuf[:len(c.pend)+n]
-	c.dropPartial()
+	b := l.rbuf[:k+n]
 	used, need := c.consume(b)
 	if used < len(b) && c.st < stClosing {
 		c.keepPartial(b[used:], need)
@@ -84,23 +92,30 @@ func (c *Conn) keepPartial(b []byte, need int) {
 	if need > len(c.l.rbuf)/4 {
 		size = need
 	}
+	x := c.bufs()
 	if buf, err := c.l.get(size); err == nil {
-		c.pendBuf, c.pend = buf, buf.Bytes()[:0]
+		x.pendBuf, x.pend = buf, buf.Bytes()[:0]
 	} else {
 		// The pool is at its cap: keep the bytes on the Go heap rather than
 		// lose them; the connection's reads stay bounded by one packet.
-		c.pend = make([]byte, 0, size)
+		x.pend = make([]byte, 0, size)
 	}
-	c.pend = append(c.pend, b...)
-	c.pendNeed = need
+	x.pend = append(x.pend, b...)
+	x.pendNeed = need
 }
 
 func (c *Conn) dropPartial() {
-	if !c.pendBuf.IsZero() {
-		c.pendBuf.Release()
-		c.pendBuf = pool.Buffer{}
+	x := c.x
+	if x == nil {
+		return
 	}
-	c.pend, c.pendNeed = nil, 0
+	if !x.pendBuf.IsZero() {
+		x.pendBuf.Release()
+	}
+	x.pend, x.pendBuf, x.pendNeed = nil, pool.Buffer{}, 0
+	if x.out == nil {
+		c.x = nil
+	}
 }
 
 // onEOF handles the peer shutting its write side: answer what was

@@ -326,7 +326,7 @@ func (s *Server) overLimit() bool {
 
 // refusal is what an OVERLOADED connection is sent before it is closed.
 func (s *Server) refusal() []byte {
-	c := Conn{srv: s, o: &s.opts}
+	c := Conn{o: &s.opts}
 	h := c.localHello()
 	var b []byte
 	b = wire.AppendPacket(b, wire.FrameHello, 0, 0, wire.AppendHello(nil, h))
