@@ -125,6 +125,7 @@ type Conn struct {
 	eof        bool // the peer shut its write side
 	isTCP      bool // raddr holds an address
 	openCalled bool // OnOpen was called
+	overBudget bool // paused: the server's partial-packet budget is spent
 }
 
 // connBufs are what a busy connection holds of its own: bytes the socket
@@ -136,6 +137,8 @@ type connBufs struct {
 	pend     []byte      // a partial packet carried to the next read
 	pendBuf  pool.Buffer // backs pend, unless the pool was at its cap
 	pendNeed int         // the size pend's packet needs in all
+	pendCost int         // charged to the server's partial budget
+	pendAt   int64       // when the partial packet's first bytes came
 }
 
 type connState uint8

@@ -348,6 +348,24 @@ func (c *Conn) onTimer() {
 	if c.st == stHandshake {
 		next = c.opened + int64(o.HandshakeTimeout)
 	}
+	if x := c.x; x != nil && len(x.pend) > 0 {
+		at := x.pendAt + int64(o.PartialTimeout)
+		if now >= at {
+			c.fail(wire.CodeIdleTimeout, errPartial.Msg, errPartial)
+			return
+		}
+		if next < 0 || at < next {
+			next = at
+		}
+	}
+	if c.overBudget {
+		if c.l.srv.stats.partialBytes.Load() < c.l.srv.opts.MaxPartialBytes {
+			c.overBudget = false
+			c.resume()
+		} else if at := now + wheelTick; next < 0 || at < next {
+			next = at
+		}
+	}
 	if o.IdleTimeout > 0 && !c.paused {
 		at := c.lastRecv + int64(o.IdleTimeout)
 		if now >= at {

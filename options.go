@@ -65,6 +65,15 @@ type Options struct {
 	// worker with Conn.Defer and not yet answered; over it the loop stops
 	// reading from that connection until the handler catches up. Default 4096.
 	MaxPendingRequests int
+	// MaxPartialBytes is the server-wide budget for packets that have
+	// started to arrive but are not complete; over it, a connection keeps
+	// only the bytes its last read brought and pauses reading until the
+	// budget frees. Default 256 MiB.
+	MaxPartialBytes int64
+	// PartialTimeout bounds how long one packet may take to arrive once
+	// its first bytes have: past it the connection gets ERROR
+	// IDLE_TIMEOUT (no complete packet) and closes. Default 30s.
+	PartialTimeout time.Duration
 	// MaxConns caps open connections; past it a new connection gets HELLO,
 	// ERROR OVERLOADED and is closed. 0 means no cap.
 	MaxConns int
@@ -106,6 +115,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxPendingRequests <= 0 {
 		o.MaxPendingRequests = 4096
+	}
+	if o.MaxPartialBytes <= 0 {
+		o.MaxPartialBytes = 256 << 20
+	}
+	if o.PartialTimeout <= 0 {
+		o.PartialTimeout = 30 * time.Second
 	}
 	if o.CloseLinger <= 0 {
 		o.CloseLinger = 2 * time.Second

@@ -191,7 +191,7 @@ func (c *Conn) afterWrite() {
 
 // resume lets a paused connection read again once every cause is gone.
 func (c *Conn) resume() {
-	if !c.paused || c.overAt != 0 || int(c.deferred) >= c.o.MaxPendingRequests {
+	if !c.paused || c.overAt != 0 || c.overBudget || int(c.deferred) >= c.o.MaxPendingRequests {
 		return
 	}
 	c.paused = false

@@ -115,6 +115,7 @@ var (
 	errNoVersion   = &wire.Error{Code: wire.CodeUnsupportedVersion, Msg: "no version in common"}
 	errIdle        = &wire.Error{Code: wire.CodeIdleTimeout, Msg: "idle timeout"}
 	errHandshake   = &wire.Error{Code: wire.CodeIdleTimeout, Msg: "no HELLO before the handshake timeout"}
+	errPartial     = &wire.Error{Code: wire.CodeIdleTimeout, Msg: "packet incomplete past the deadline"}
 	errSlow        = &wire.Error{Code: wire.CodeSlowConsumer, Msg: "outbound queue over its limit past the deadline"}
 	errOverloaded  = &wire.Error{Code: wire.CodeOverloaded, Msg: "connection limit reached"}
 )

@@ -35,6 +35,9 @@ func (l *loop) readTarget(c *Conn) []byte {
 	}
 	x := c.x
 	if x.pendNeed > len(l.rbuf)/4 {
+		if cap(x.pend) < x.pendNeed {
+			c.growPartial() // it was held short while the budget was spent
+		}
 		return x.pend[len(x.pend):x.pendNeed]
 	}
 	k := copy(l.rbuf, x.pend)
@@ -43,7 +46,7 @@ func (l *loop) readTarget(c *Conn) []byte {
 
 // readDone dispatches what n more bytes completed.
 func (l *loop) readDone(c *Conn, n int) {
-	k := 0
+	k, since := 0, c.l.now
 	if x := c.x; x != nil && len(x.pend) > 0 {
 		if x.pendNeed > len(l.rbuf)/4 {
 			x.pend = x.pend[:len(x.pend)+n]
@@ -53,13 +56,16 @@ func (l *loop) readDone(c *Conn, n int) {
 			}
 			return
 		}
-		k = len(x.pend)
+		k, since = len(x.pend), x.pendAt
 		c.dropPartial()
 	}
 	b := l.rbuf[:k+n]
 	used, need := c.consume(b)
+	if used > 0 {
+		since = c.l.now // a packet completed: the rest is a new one
+	}
 	if used < len(b) && c.st < stClosing {
-		c.keepPartial(b[used:], need)
+		c.keepPartial(b[used:], need, since, true)
 	}
 	if l.wOwner == c {
 		l.flushShared() // the replies to this batch leave in one write
@@ -86,13 +92,26 @@ func (l *loop) read(c *Conn, buf []byte) (int, bool) {
 	}
 }
 
-// keepPartial copies the start of a packet out of the shared buffer.
-func (c *Conn) keepPartial(b []byte, need int) {
+// keepPartial copies the start of a packet, which began to arrive at
+// since, out of the shared buffer, against the server's partial budget;
+// with mayShort, a spent budget holds only the bytes at hand and pauses.
+func (c *Conn) keepPartial(b []byte, need int, since int64, mayShort bool) {
 	size := len(b)
 	if need > len(c.l.rbuf)/4 {
 		size = need
 	}
+	s := c.l.srv
+	if s.stats.partialBytes.Add(int64(size)) > s.opts.MaxPartialBytes && size > len(b) && mayShort {
+		// Over budget: hold only the bytes already read, and read no more
+		// until the budget frees.
+		s.stats.partialBytes.Add(int64(len(b) - size))
+		size = len(b)
+		c.overBudget, c.paused = true, true
+		c.l.schedule(c, c.l.now+wheelTick)
+	}
 	x := c.bufs()
+	x.pendCost, x.pendAt = size, since
+	c.l.schedule(c, since+int64(c.o.PartialTimeout))
 	if buf, err := c.l.get(size); err == nil {
 		x.pendBuf, x.pend = buf, buf.Bytes()[:0]
 	} else {
@@ -104,6 +123,20 @@ func (c *Conn) keepPartial(b []byte, need int) {
 	x.pendNeed = need
 }
 
+// growPartial gives a large partial packet a buffer of its full size.
+func (c *Conn) growPartial() {
+	x := c.x
+	have, need, since := x.pend, x.pendNeed, x.pendAt
+	old, cost := x.pendBuf, x.pendCost
+	x.pendBuf = pool.Buffer{}
+	x.pendCost = 0
+	c.keepPartial(have, need, since, false)
+	c.l.srv.stats.partialBytes.Add(-int64(cost))
+	if !old.IsZero() {
+		old.Release()
+	}
+}
+
 func (c *Conn) dropPartial() {
 	x := c.x
 	if x == nil {
@@ -112,7 +145,8 @@ func (c *Conn) dropPartial() {
 	if !x.pendBuf.IsZero() {
 		x.pendBuf.Release()
 	}
-	x.pend, x.pendBuf, x.pendNeed = nil, pool.Buffer{}, 0
+	c.l.srv.stats.partialBytes.Add(-int64(x.pendCost))
+	x.pend, x.pendBuf, x.pendNeed, x.pendCost = nil, pool.Buffer{}, 0, 0
 	if x.out == nil {
 		c.x = nil
 	}

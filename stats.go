@@ -17,6 +17,7 @@ type counters struct {
 	bytesOut      atomic.Uint64
 	slowConsumers atomic.Uint64
 	droppedSends  atomic.Uint64
+	partialBytes  atomic.Int64                                // held in partial packets, against MaxPartialBytes
 	errors        [int(wire.CodeOverloaded) + 2]atomic.Uint64 // the last counts unknown codes
 }
 
@@ -40,6 +41,8 @@ type Stats struct {
 	// DroppedSends counts sends from other goroutines that found their
 	// connection closed by the time the loop ran them.
 	DroppedSends uint64
+	// PartialBytes is held now in packets not yet complete.
+	PartialBytes int64
 	// ErrorsSent counts ERROR frames this side sent to drop a connection, by code.
 	ErrorsSent map[wire.Code]uint64
 	Pool       pool.Stats
@@ -53,8 +56,9 @@ func (s *Server) Stats() Stats {
 		PacketsIn: c.packetsIn.Load(), PacketsOut: c.packetsOut.Load(),
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 		SlowConsumers: c.slowConsumers.Load(), DroppedSends: c.droppedSends.Load(),
-		ErrorsSent: map[wire.Code]uint64{},
-		Pool:       s.pool.Stats(),
+		PartialBytes: c.partialBytes.Load(),
+		ErrorsSent:   map[wire.Code]uint64{},
+		Pool:         s.pool.Stats(),
 	}
 	for i := range c.errors {
 		if n := c.errors[i].Load(); n > 0 {
