@@ -70,7 +70,7 @@ occurred.`,
 			fs.BoolVar(&cfg.PayloadCRC, "crc", false, "send every REQUEST with a PAYLOAD_CRC trailer")
 			fs.BoolVar(&jsonOut, "json", false, "print one JSON object on stdout instead of the table")
 			fs.StringVar(&plotFile, "plot", "", "write a latency-by-percentile chart to `file` (.svg or .png)")
-			fs.StringVar(&progress, "progress", progress, "live progress line on stderr: auto (when a terminal), always or never")
+			fs.StringVar(&progress, "progress", progress, "live progress line on stderr, `mode`: auto (when stderr is a terminal), always or never (default auto)")
 			return func(ctx context.Context, e *env, _ []string) error {
 				cfg.Backend = backend.b
 				cfg.Logger = quietLogger(e.stderr)

@@ -200,10 +200,33 @@ func printCommandUsage(w io.Writer, c *command) {
 	fs.VisitAll(func(*flag.Flag) { n++ })
 	if n > 0 {
 		fmt.Fprintf(w, "\nFlags:\n")
-		fs.SetOutput(w)
-		fs.PrintDefaults()
+		printFlags(w, fs)
 	}
 	fmt.Fprintf(w, "\nExit codes: 0 success, 1 runtime failure, 2 usage error.\n")
+}
+
+// printFlags is flag.PrintDefaults with the two dashes scripts use.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		switch f.DefValue {
+		case "", "0", "false", "0s", "auto":
+		default:
+			if g, ok := f.Value.(flag.Getter); ok {
+				if _, isString := g.Get().(string); isString {
+					fmt.Fprintf(w, " (default %q)", f.DefValue)
+					break
+				}
+			}
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 // oneLine strips the library's "zerowire: " prefixes and joins lines, so
@@ -237,7 +260,7 @@ func (f *backendFlag) Set(s string) error {
 	return nil
 }
 
-const backendUsage = "engine: `epoll` (Linux reactors), net (Go's net package) or auto (epoll on Linux)"
+const backendUsage = "`engine`: epoll (Linux reactors), net (Go's net package) or auto (epoll on Linux) (default auto)"
 
 // splitAddr turns a --addr value into Dial's network and address:
 // "unix:PATH" is a Unix socket, anything else host:port over TCP.
