@@ -405,6 +405,10 @@ func (cl *Client) sendCall(c *Conn, k *call) {
 	c.sendSeq++
 	k.seq, k.sent = c.sendSeq, c.l.now
 	cl.pending[k.seq] = k
+	if len(payload) >= refThreshold {
+		c.appendPacketRef(t, flags, k.seq, payload)
+		return
+	}
 	c.appendPacket(t, flags, k.seq, payload)
 }
 

@@ -194,7 +194,11 @@ func (l *loop) runCall(t *task) {
 	k := t.call
 	t.call = nil
 	c, ok := l.srv.table.Get(conntable.ID(t.id))
-	if cl, isClient := c.ep.(*Client); ok && isClient && c.l == l && c.st < stClosing {
+	var cl *Client
+	if ok { // c is nil when the connection is gone
+		cl, _ = c.ep.(*Client)
+	}
+	if cl != nil && c.l == l && c.st < stClosing {
 		cl.sendCall(c, k)
 	} else {
 		k.complete(ErrNotProcessed)
@@ -214,6 +218,9 @@ func (l *loop) runTask(t *task) error {
 	}
 	switch t.kind {
 	case taskSend:
+		if len(payload) >= refThreshold {
+			return c.sendRef(t.flags, payload)
+		}
 		return c.sendData(t.flags, payload)
 	case taskReply, taskReplyError:
 		if _, ok := c.defers[t.seq]; !ok {

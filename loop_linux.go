@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/zerowire/zerowire/internal/poll"
+	"github.com/zerowire/zerowire/internal/sys"
 	"github.com/zerowire/zerowire/wire"
 )
 
@@ -27,6 +28,7 @@ const (
 )
 
 type platformLoop struct {
+	iov    sys.Iovecs
 	poller *poll.Poller
 	lnfd   int // -1 when this loop does not accept
 	events []poll.Event
@@ -519,6 +521,26 @@ func (c *Conn) writeSome(b []byte) (int, error) {
 		}
 	}
 	return done, nil
+}
+
+// writeVec writes bufs with one vectored write; a full socket is not an
+// error.
+func (c *Conn) writeVec(bufs ...[]byte) (int, error) {
+	if c.l.net {
+		return c.netWriteVec(bufs)
+	}
+	for {
+		n, err := c.l.plat.iov.Writev(c.fd, bufs)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, nil
+		}
+		return 0, os.NewSyscallError("writev", err)
+	}
 }
 
 func (c *Conn) armWrite(on bool) {

@@ -212,6 +212,17 @@ func (c *Conn) netWrite(b []byte) (int, error) {
 	return n, err
 }
 
+func (c *Conn) netWriteVec(bufs [][]byte) (int, error) {
+	nb := net.Buffers(bufs)
+	c.l.nc.SetWriteDeadline(time.Now().Add(c.o.SlowConsumerTimeout))
+	n, err := nb.WriteTo(c.l.nc)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.l.srv.stats.slowConsumers.Add(1)
+		err = errSlow
+	}
+	return int(n), err
+}
+
 func (c *Conn) netShutWrite() {
 	if cw, ok := c.l.nc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()

@@ -35,6 +35,7 @@ func (s *Server) stopLoops()                                {}
 func (s *Server) eachLoopConn(f func(*Conn))                { s.eachNetConn(f) }
 func (c *Conn) readSome(b []byte) (int, error)              { return c.netRead(b) }
 func (c *Conn) writeSome(b []byte) (int, error)             { return c.netWrite(b) }
+func (c *Conn) writeVec(bufs ...[]byte) (int, error)        { return c.netWriteVec(bufs) }
 func (c *Conn) armWrite(on bool)                            {}
 func (c *Conn) shutWrite()                                  { c.netShutWrite() }
 func (c *Conn) closeTransport()                             { c.l.nc.Close() }

@@ -24,6 +24,67 @@ func (c *Conn) appendPacket(t wire.FrameType, flags wire.Flags, seq uint64, payl
 	}
 }
 
+// refThreshold is the payload size from which a send from another
+// goroutine leaves from its pooled buffer by vectored write instead of
+// being copied into the write buffer.
+const refThreshold = 2048
+
+// sendRef sends a DATA frame whose payload stays where it is: header,
+// payload and trailer leave in one vectored write, and the payload is
+// copied only when the socket does not take all of it.
+func (c *Conn) sendRef(flags wire.Flags, payload []byte) error {
+	if err := c.canSendNew(); err != nil {
+		return err
+	}
+	if c.crc {
+		flags |= wire.FlagPayloadCRC
+	}
+	size := wire.PacketSize(len(payload), flags)
+	if size > int(c.peerMax) {
+		return ErrTooLarge
+	}
+	c.sendSeq++
+	c.appendPacketRef(wire.FrameData, flags, c.sendSeq, payload)
+	return nil
+}
+
+// appendPacketRef is appendPacket for a payload that outlives the call
+// only as long as the write: what the socket does not take is copied.
+func (c *Conn) appendPacketRef(t wire.FrameType, flags wire.Flags, seq uint64, payload []byte) {
+	if c.l.wOwner == c {
+		c.l.flushShared()
+	}
+	if c.queued() > 0 || c.st >= stClosing {
+		c.appendPacket(t, flags, seq, payload)
+		return
+	}
+	size := wire.PacketSize(len(payload), flags)
+	var hb [wire.HeaderSize]byte
+	var tb [wire.TrailerSize]byte
+	hdr := wire.AppendPacketHeader(hb[:0], t, flags, seq, len(payload))
+	var trailer []byte
+	if flags&wire.FlagPayloadCRC != 0 {
+		trailer = wire.AppendTrailer(tb[:0], payload)
+	}
+	n, err := c.writeVec(hdr, payload, trailer)
+	if err != nil {
+		c.lost(err)
+		return
+	}
+	c.l.srv.stats.packetsOut.Add(1)
+	c.l.srv.stats.bytesOut.Add(uint64(size))
+	if n < size {
+		c.growOut(size - n)
+		x := c.x
+		for _, part := range [][]byte{hdr, payload, trailer} {
+			skip := min(n, len(part))
+			n -= skip
+			x.out = append(x.out, part[skip:]...)
+		}
+		c.blocked()
+	}
+}
+
 // outTail returns the buffer the next n bytes for c must be appended to,
 // with room for them; order is kept because the shared buffer is used only
 // while c has nothing queued of its own.

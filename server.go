@@ -241,7 +241,9 @@ func (s *Server) CloseConn(id ConnID) error {
 }
 
 // Broadcast queues buf's bytes as a DATA frame on every connection in ids
-// without copying it per connection: each queued send holds a reference.
+// without copying it per connection: each queued send holds a reference,
+// and a payload of 2 KiB or more leaves from buf itself by vectored write
+// (copied only for a connection whose socket does not take it all).
 // The caller keeps its own reference and releases it as usual. It returns
 // how many connections were live.
 func (s *Server) Broadcast(ids []ConnID, buf pool.Buffer) int {
