@@ -190,6 +190,12 @@ func (c *Conn) dispatch(wp *wire.Packet) {
 			p.Payload = append([]byte(nil), wp.Payload...)
 		}
 	}
+	var view []byte
+	if debugPoison && p.held.IsZero() {
+		// A view of its own, never reused, poisoned after the callback.
+		view = append([]byte(nil), p.Payload...)
+		p.Payload = view
+	}
 	c.answered = false
 	c.ep.onPacket(c, p)
 	if p.Type() == wire.FrameRequest && !c.answered {
@@ -199,6 +205,10 @@ func (c *Conn) dispatch(wp *wire.Packet) {
 	if !p.held.IsZero() {
 		p.held.Release()
 		p.held = pool.Buffer{}
+	} else if debugPoison {
+		for i := range view {
+			view[i] = 0xDE
+		}
 	}
 	p.Payload = nil
 	if int(c.deferred) >= c.o.MaxPendingRequests {

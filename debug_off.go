@@ -1,0 +1,5 @@
+//go:build !zwdebug
+
+package zerowire
+
+const debugPoison = false
