@@ -16,11 +16,19 @@ func (c *Conn) appendPacket(t wire.FrameType, flags wire.Flags, seq uint64, payl
 	*dst = wire.AppendPacket(*dst, t, flags, seq, payload)
 	c.l.srv.stats.packetsOut.Add(1)
 	c.l.srv.stats.bytesOut.Add(uint64(n))
-	if c.x != nil && dst == &c.x.out && !c.wantOut {
-		// A packet larger than the shared buffer went straight to c's own
-		// queue, which is otherwise written only on write readiness, and
-		// that is armed only once the socket is full: write it now.
-		c.flush()
+	if c.x != nil && dst == &c.x.out {
+		if !c.wantOut {
+			// A packet larger than the shared buffer went straight to c's
+			// own queue, which is otherwise written only on write
+			// readiness, and that is armed only once the socket is full:
+			// write it now.
+			c.flush()
+		} else {
+			// The socket is full and no write is tried until it drains:
+			// check the queue's limit here, or a peer that sends without
+			// reading grows the queue for as long as it sends.
+			c.blocked()
+		}
 	}
 }
 
