@@ -23,6 +23,7 @@ const (
 	BackendNet
 )
 
+// String returns the name zw serve --backend takes: epoll, net or auto.
 func (b Backend) String() string {
 	switch b {
 	case BackendEpoll:

@@ -128,6 +128,7 @@ type GoAwayError struct {
 	Msg     string
 }
 
+// Error describes the GOAWAY.
 func (e *GoAwayError) Error() string {
 	return "zerowire: peer sent GOAWAY " + e.Code.String() + ": " + e.Msg
 }
