@@ -21,6 +21,6 @@ func (cl *Client) attachNet(nc net.Conn) error {
 	}
 	l.runSyncNet(func() { cl.start(c) })
 	cl.eng.wg.Add(1)
-	go l.serveConn(c)
+	go l.serveConn(c, false)
 	return nil
 }

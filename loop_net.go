@@ -42,11 +42,7 @@ func (s *Server) acceptNet(ln net.Listener) {
 			nc.Close()
 			continue
 		}
-		if s.overLimit() {
-			nc.Write(s.refusal())
-			nc.Close()
-			continue
-		}
+		refuse := s.overLimit()
 		l, err := newLoop(s, 0, true)
 		if err != nil {
 			nc.Close()
@@ -60,20 +56,23 @@ func (s *Server) acceptNet(ln net.Listener) {
 			continue
 		}
 		s.wg.Add(1)
-		go l.serveConn(c)
+		go l.serveConn(c, refuse)
 	}
 }
 
 // serveConn is a net-backend loop: it reads outside the lock (the read
 // buffer and the partial packet belong to this goroutine alone) and does
 // everything else under it.
-func (l *loop) serveConn(c *Conn) {
+func (l *loop) serveConn(c *Conn, refuse bool) {
 	defer l.srv.wg.Done()
 	l.mu.Lock()
 	l.now = monotime()
 	c.opened, c.lastRecv = l.now, l.now
 	if c.server {
 		c.onTimer() // files the first deadline: the handshake's, or the idle timer's if sooner
+	}
+	if refuse {
+		c.fail(wire.CodeOverloaded, errOverloaded.Msg, errOverloaded)
 	}
 	for c.st != stClosed {
 		for c.paused && c.st < stClosing {

@@ -326,17 +326,6 @@ func (s *Server) overLimit() bool {
 	return s.opts.MaxConns > 0 && s.stats.conns.Load() >= int64(s.opts.MaxConns)
 }
 
-// refusal is what an OVERLOADED connection is sent before it is closed.
-func (s *Server) refusal() []byte {
-	c := Conn{o: &s.opts}
-	h := c.localHello()
-	var b []byte
-	b = wire.AppendPacket(b, wire.FrameHello, 0, 0, wire.AppendHello(nil, h))
-	b = wire.AppendPacket(b, wire.FrameError, 0, 0, wire.AppendErrorPayload(nil, wire.CodeOverloaded, errOverloaded.Msg))
-	s.stats.countError(wire.CodeOverloaded)
-	return b
-}
-
 type serverEndpoint struct{ h Handler }
 
 func (e serverEndpoint) onOpen(c *Conn)                        { e.h.OnOpen(c) }

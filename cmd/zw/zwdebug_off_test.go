@@ -1,0 +1,5 @@
+//go:build !zwdebug
+
+package main
+
+const zwdebugEnabled = false
