@@ -5,8 +5,8 @@
 //
 // # The model
 //
-// A Server runs loops: on Linux one epoll reactor per loop, each on its own
-// OS thread, owning its connections outright; elsewhere (or with
+// A Server runs loops: on Linux one epoll reactor per loop, each a
+// goroutine owning its connections outright; elsewhere (or with
 // BackendNet) each connection runs on Go's net package. Bytes are read into
 // the loop's one shared read buffer and parsed in place; each DATA or
 // REQUEST frame reaches Handler.OnPacket as a view into that buffer:

@@ -366,7 +366,13 @@ func (c *Conn) onTimer() {
 		}
 	}
 	if c.overBudget {
-		if c.l.srv.stats.partialBytes.Load() < c.l.srv.opts.MaxPartialBytes {
+		// Resume only when this packet fits: were every waiting connection
+		// to resume the moment anything freed, they would all grow at once.
+		need := int64(0)
+		if c.x != nil {
+			need = int64(c.x.pendNeed - c.x.pendCost)
+		}
+		if c.l.srv.stats.partialBytes.Load()+need <= c.l.srv.opts.MaxPartialBytes {
 			c.overBudget = false
 			c.resume()
 		} else if at := now + wheelTick; next < 0 || at < next {

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -17,8 +16,11 @@ import (
 	"github.com/zerowire/zerowire/wire"
 )
 
-// The epoll backend: one reactor per loop, each on its own locked OS thread,
-// with edge-triggered sockets and an eventfd for wake-ups.
+// The epoll backend: one reactor per loop, each a goroutine with an epoll
+// instance of its own, edge-triggered sockets and an eventfd for wake-ups.
+// Reads and writes never block; an idle loop parks in the Go runtime's
+// poller (see internal/poll), so the loops share GOMAXPROCS with the
+// application's goroutines instead of pinning threads.
 
 const (
 	epollAvailable = true
@@ -230,7 +232,6 @@ func (s *Server) startLoops(lnfds []int) error {
 }
 
 func (l *loop) run() {
-	runtime.LockOSThread()
 	defer l.srv.wg.Done()
 	p := &l.plat
 	busy := int64(l.srv.opts.BusyPoll)
@@ -293,6 +294,10 @@ func (l *loop) onEvent(ev poll.Event) {
 	if !ok || c.l != l {
 		return // the connection closed earlier in this batch
 	}
+	// A batch can be long, and the loop's goroutine can be preempted in
+	// it: timestamps taken from a clock read once per wake-up would make
+	// deadlines fire early.
+	l.now = monotime()
 	if ev.Flags&poll.Writable != 0 {
 		if l.wOwner == c {
 			l.flushShared()
@@ -385,6 +390,7 @@ func (l *loop) adopt(fd int, ap netip.AddrPort) {
 	}
 	c := &Conn{l: l, fd: fd, o: &s.opts, server: true, peerMax: wire.MinMaxPacketSize, ep: serverEndpoint{s.handler}}
 	c.setRemote(ap)
+	l.now = monotime()
 	c.opened, c.lastRecv = l.now, l.now
 	if !s.register(c) {
 		unix.Close(fd)
@@ -482,11 +488,11 @@ func (c *Conn) readSome(b []byte) (int, error) {
 		return c.netRead(b)
 	}
 	for {
-		n, err := unix.Read(c.fd, b)
+		n, err := sys.Read(c.fd, b)
 		switch {
-		case err == nil && n == 0:
+		case err == 0 && n == 0:
 			return 0, errEOF
-		case err == nil:
+		case err == 0:
 			if n < len(b) {
 				c.rdMore = false // a short read drained the socket
 			}
@@ -509,9 +515,9 @@ func (c *Conn) writeSome(b []byte) (int, error) {
 	}
 	done := 0
 	for done < len(b) {
-		n, err := unix.Write(c.fd, b[done:])
+		n, err := sys.Write(c.fd, b[done:])
 		switch {
-		case err == nil:
+		case err == 0:
 			done += n
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:

@@ -15,8 +15,8 @@ type Backend uint8
 const (
 	// BackendAuto is epoll reactors on Linux and Go's net package elsewhere.
 	BackendAuto Backend = iota
-	// BackendEpoll is one epoll reactor per loop, each on its own OS thread.
-	// It is available on Linux only.
+	// BackendEpoll is one epoll reactor per loop, each a goroutine with its
+	// own epoll instance. It is available on Linux only.
 	BackendEpoll
 	// BackendNet runs each connection on Go's net package with a goroutine of
 	// its own: portable, and the baseline the reactor is measured against.

@@ -18,6 +18,9 @@ import (
 // returns false when nothing more is to be read now.
 func (l *loop) readOnce(c *Conn) bool {
 	buf := l.readTarget(c)
+	if buf == nil {
+		return false // held short again: the partial budget is still spent
+	}
 	n, ok := l.read(c, buf)
 	if !ok {
 		return false
@@ -28,15 +31,23 @@ func (l *loop) readOnce(c *Conn) bool {
 
 // readTarget returns where the next read goes: after the partial packet,
 // either in that packet's own buffer or copied back in front of the shared
-// one.
+// one. It returns nil when a packet held short still finds the partial
+// budget spent: c is paused again and nothing is to be read.
 func (l *loop) readTarget(c *Conn) []byte {
 	if c.x == nil || len(c.x.pend) == 0 {
+		return l.rbuf
+	}
+	if c.st >= stClosing {
+		c.dropPartial() // a closing connection discards what it reads
 		return l.rbuf
 	}
 	x := c.x
 	if x.pendNeed > len(l.rbuf)/4 {
 		if cap(x.pend) < x.pendNeed {
 			c.growPartial() // it was held short while the budget was spent
+			if cap(x.pend) < x.pendNeed {
+				return nil
+			}
 		}
 		return x.pend[len(x.pend):x.pendNeed]
 	}
@@ -46,7 +57,7 @@ func (l *loop) readTarget(c *Conn) []byte {
 
 // readDone dispatches what n more bytes completed.
 func (l *loop) readDone(c *Conn, n int) {
-	k, since := 0, c.l.now
+	k, since := 0, int64(-1)
 	if x := c.x; x != nil && len(x.pend) > 0 {
 		if x.pendNeed > len(l.rbuf)/4 {
 			x.pend = x.pend[:len(x.pend)+n]
@@ -61,8 +72,10 @@ func (l *loop) readDone(c *Conn, n int) {
 	}
 	b := l.rbuf[:k+n]
 	used, need := c.consume(b)
-	if used > 0 {
-		since = c.l.now // a packet completed: the rest is a new one
+	if used > 0 || since < 0 {
+		// A new packet starts: its clock starts now, not at the wake-up,
+		// which may be a long batch ago.
+		since = monotime()
 	}
 	if used < len(b) && c.st < stClosing {
 		c.keepPartial(b[used:], need, since, true)
@@ -123,15 +136,19 @@ func (c *Conn) keepPartial(b []byte, need int, since int64, mayShort bool) {
 	x.pendNeed = need
 }
 
-// growPartial gives a large partial packet a buffer of its full size.
+// growPartial gives a large partial packet a buffer of its full size, if
+// the partial budget has room for it; if not, the packet stays held short
+// and c pauses again. Every connection held short resumes on the first
+// tick the budget is under its cap, so growing must check the budget
+// again: growing them all would overrun it by a packet each.
 func (c *Conn) growPartial() {
 	x := c.x
 	have, need, since := x.pend, x.pendNeed, x.pendAt
 	old, cost := x.pendBuf, x.pendCost
 	x.pendBuf = pool.Buffer{}
 	x.pendCost = 0
-	c.keepPartial(have, need, since, false)
 	c.l.srv.stats.partialBytes.Add(-int64(cost))
+	c.keepPartial(have, need, since, true)
 	if !old.IsZero() {
 		old.Release()
 	}

@@ -1,13 +1,18 @@
 // Package poll wraps the operating system's readiness notification for the
 // event loop. Each platform file provides the same contract:
 //
-//	New() (*Poller, error)                  an instance with a wake-up channel
-//	(*Poller) Add(fd int, token uint64) error      edge-triggered read interest
+//	New() (*Poller, error)                   an instance with a wake-up channel
+//	(*Poller) Add(fd int, token uint64) error       edge-triggered read interest
+//	(*Poller) AddLevel(fd int, token uint64) error  level-triggered, for listeners
 //	(*Poller) SetWrite(fd int, token uint64, on bool) error  toggle write interest
 //	(*Poller) Del(fd int) error
-//	(*Poller) Wait(events []Event, msec int) (int, error)
-//	(*Poller) Wake() error                  callable from any goroutine
+//	(*Poller) Sleeping(), Awake()            bracket a Wait that may park
+//	(*Poller) Wait(events []Event, msec int) (int, error)  msec 0 polls, <0 waits
+//	(*Poller) Wake() error                   callable from any goroutine
 //	(*Poller) Close() error
+//
+// Wait parks the calling goroutine in the Go runtime's poller rather than
+// blocking its thread, so a loop is an ordinary goroutine to the scheduler.
 //
 // A token is the caller's 64-bit name for the descriptor (the event loop
 // uses the connection ID, never the fd, because the kernel reuses an fd as

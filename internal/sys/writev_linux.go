@@ -10,8 +10,8 @@ import (
 // Writev builds a fresh one on every call.
 type Iovecs struct{ v []unix.Iovec }
 
-// Writev writes bufs to fd with one writev(2) and returns the bytes
-// written. bufs must stay untouched until it returns.
+// Writev writes bufs to the non-blocking fd with one writev(2) and returns
+// the bytes written. bufs must stay untouched until it returns.
 func (io *Iovecs) Writev(fd int, bufs [][]byte) (int, error) {
 	io.v = io.v[:0]
 	for _, b := range bufs {
@@ -27,8 +27,9 @@ func (io *Iovecs) Writev(fd int, bufs [][]byte) (int, error) {
 	}
 	for {
 		// The vector points into memory the caller keeps alive for the
-		// call; the kernel only reads it.
-		n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&io.v[0])), uintptr(len(io.v)))
+		// call; the kernel only reads it. Raw, as for Write: the socket
+		// does not block.
+		n, _, errno := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&io.v[0])), uintptr(len(io.v)))
 		if errno == unix.EINTR {
 			continue
 		}
