@@ -82,6 +82,9 @@ func (l *loop) serveConn(c *Conn, refuse bool) {
 			break
 		}
 		buf := l.readTarget(c)
+		if buf == nil {
+			continue // held short again: paused until the partial budget frees
+		}
 		l.unlock()
 		n, err := c.l.nc.Read(buf)
 		l.mu.Lock()
