@@ -42,6 +42,7 @@ type Client struct {
 	o      Options
 	crcReq bool
 	onData func([]byte)
+	hello  []byte // this side's HELLO payload
 
 	peerMax  atomic.Uint32
 	state    atomic.Int32 // 0 handshaking, 1 open, 2 going away, 3 closed
@@ -201,6 +202,7 @@ func Dial(ctx context.Context, network, addr string, opts *ClientOptions) (*Clie
 	o := Options{MaxPacketSize: co.MaxPacketSize, DisablePayloadCRC: co.DisablePayloadCRC, Logger: co.Logger}.withDefaults()
 	cl := &Client{eng: eng, o: o, crcReq: co.PayloadCRC, onData: co.OnData,
 		ready: make(chan struct{}), doneCh: make(chan struct{}), pending: map[uint64]*call{}}
+	cl.hello = wire.AppendHello(nil, (&Conn{o: &cl.o}).localHello())
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, network, addr)
 	if err != nil {
@@ -227,8 +229,8 @@ func Dial(ctx context.Context, network, addr string, opts *ClientOptions) (*Clie
 
 // newClientConn makes the connection's state; the caller registers it.
 func (cl *Client) newConn(l *loop) *Conn {
-	c := &Conn{l: l, o: &cl.o, peerMax: wire.MinMaxPacketSize, ep: cl}
-	c.opened, c.lastRecv = l.now, l.now
+	c := &Conn{l: l, o: &cl.o, peerMax: wire.MinMaxPacketSize, cl: cl}
+	c.lastRecv = monotime()
 	return c
 }
 
@@ -236,7 +238,7 @@ func (cl *Client) newConn(l *loop) *Conn {
 func (cl *Client) start(c *Conn) {
 	cl.id = c.id
 	c.sendHello()
-	c.l.schedule(c, c.opened+int64(c.o.HandshakeTimeout))
+	c.l.schedule(c, c.lastRecv+int64(c.o.HandshakeTimeout))
 }
 
 func (cl *Client) onOpen(c *Conn) {

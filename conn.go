@@ -93,8 +93,8 @@ type Conn struct {
 	id     ConnID
 	l      *loop
 	o      *Options // the server's, or the client's
-	ep     endpoint
-	fd     int // epoll backend; the net backend's conn is the loop's
+	cl     *Client  // nil on a server connection
+	fd     int      // epoll backend; the net backend's conn is the loop's
 	rport  uint16
 	raddr  [16]byte // the peer's address, compact: idle connections are many
 	user   atomic.Pointer[any]
@@ -105,8 +105,7 @@ type Conn struct {
 	// Owned by the loop.
 	recvSeq    wire.SeqChecker
 	sendSeq    uint64
-	opened     int64
-	lastRecv   int64
+	lastRecv   int64 // the last complete packet, or the open: handshake and idle deadlines count from it
 	overAt     int64 // when the queue went over MaxQueuedBytes; 0 if under
 	closeAt    int64 // linger deadline of a closing connection
 	wheelAt    int64 // tick the timer wheel holds the connection in; 0 if none
@@ -126,6 +125,15 @@ type Conn struct {
 	isTCP      bool // raddr holds an address
 	openCalled bool // OnOpen was called
 	overBudget bool // paused: the server's partial-packet budget is spent
+}
+
+// endpoint is the role above the protocol: a server connection's Handler,
+// or a client's call table.
+func (c *Conn) endpoint() endpoint {
+	if c.cl != nil {
+		return c.cl
+	}
+	return &c.l.srv.sep
 }
 
 // connBufs are what a busy connection holds of its own: bytes the socket

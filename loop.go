@@ -196,7 +196,7 @@ func (l *loop) runCall(t *task) {
 	c, ok := l.srv.table.Get(conntable.ID(t.id))
 	var cl *Client
 	if ok { // c is nil when the connection is gone
-		cl, _ = c.ep.(*Client)
+		cl = c.cl
 	}
 	if cl != nil && c.l == l && c.st < stClosing {
 		cl.sendCall(c, k)
@@ -347,13 +347,13 @@ func (c *Conn) onTimer() {
 			c.l.schedule(c, c.overAt+int64(o.SlowConsumerTimeout))
 		}
 		return
-	case c.st == stHandshake && now-c.opened >= int64(o.HandshakeTimeout):
+	case c.st == stHandshake && now-c.lastRecv >= int64(o.HandshakeTimeout):
 		c.fail(wire.CodeIdleTimeout, errHandshake.Msg, errHandshake)
 		return
 	}
 	next := int64(-1)
 	if c.st == stHandshake {
-		next = c.opened + int64(o.HandshakeTimeout)
+		next = c.lastRecv + int64(o.HandshakeTimeout)
 	}
 	if x := c.x; x != nil && len(x.pend) > 0 {
 		at := x.pendAt + int64(o.PartialTimeout)

@@ -30,11 +30,12 @@ const (
 )
 
 type platformLoop struct {
-	iov    sys.Iovecs
-	poller *poll.Poller
-	lnfd   int // -1 when this loop does not accept
-	events []poll.Event
-	stop   bool
+	iov      sys.Iovecs
+	acceptor sys.Acceptor
+	poller   *poll.Poller
+	lnfd     int // -1 when this loop does not accept
+	events   []poll.Event
+	stop     bool
 }
 
 type platformServer struct {
@@ -351,8 +352,8 @@ func (l *loop) readAgain() {
 func (l *loop) accept() bool {
 	p := &l.plat
 	for i := 0; i < 64; i++ {
-		fd, sa, err := unix.Accept4(p.lnfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		if err != nil {
+		fd, ap, err := p.acceptor.Accept4(p.lnfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err != 0 {
 			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
 				// Out of descriptors, most likely: the level-triggered
 				// listener reports again, so back off briefly.
@@ -361,7 +362,6 @@ func (l *loop) accept() bool {
 			}
 			return false
 		}
-		ap := addrPort(sa)
 		loops := l.srv.loops
 		target := l
 		if len(loops) > 1 && l.srv.opts.SingleAcceptor || len(loops) > 1 && l.srv.plat.unixPath != "" {
@@ -388,10 +388,10 @@ func (l *loop) adopt(fd int, ap netip.AddrPort) {
 	if ap.IsValid() {
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	c := &Conn{l: l, fd: fd, o: &s.opts, server: true, peerMax: wire.MinMaxPacketSize, ep: serverEndpoint{s.handler}}
+	c := &Conn{l: l, fd: fd, o: &s.opts, server: true, peerMax: wire.MinMaxPacketSize}
 	c.setRemote(ap)
 	l.now = monotime()
-	c.opened, c.lastRecv = l.now, l.now
+	c.lastRecv = l.now
 	if !s.register(c) {
 		unix.Close(fd)
 		return

@@ -48,7 +48,7 @@ func (s *Server) acceptNet(ln net.Listener) {
 			nc.Close()
 			continue
 		}
-		c := &Conn{l: l, o: &s.opts, server: true, peerMax: wire.MinMaxPacketSize, ep: serverEndpoint{s.handler}}
+		c := &Conn{l: l, o: &s.opts, server: true, peerMax: wire.MinMaxPacketSize}
 		l.netc, l.nc = c, nc
 		if !s.register(c) {
 			l.release()
@@ -67,7 +67,7 @@ func (l *loop) serveConn(c *Conn, refuse bool) {
 	defer l.srv.wg.Done()
 	l.mu.Lock()
 	l.now = monotime()
-	c.opened, c.lastRecv = l.now, l.now
+	c.lastRecv = l.now
 	if c.server {
 		c.onTimer() // files the first deadline: the handshake's, or the idle timer's if sooner
 	}

@@ -312,7 +312,7 @@ func (c *Conn) finalClose() {
 		c.l.cond.Broadcast() // the reader may wait for this close
 	}
 	if c.openCalled || !c.server {
-		c.ep.onClose(c, c.err)
+		c.endpoint().onClose(c, c.err)
 	}
 }
 

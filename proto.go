@@ -80,7 +80,7 @@ func (c *Conn) handle(p *wire.Packet) {
 	case wire.FrameHello:
 		c.protocolError(errSecondHello)
 	case wire.FrameResponse, wire.FramePong:
-		if !c.ep.onAnswer(c, p) {
+		if !c.endpoint().onAnswer(c, p) {
 			c.protocolError(errUnsolicited)
 		}
 	case wire.FrameError:
@@ -91,13 +91,13 @@ func (c *Conn) handle(p *wire.Packet) {
 			c.finalClose()
 			return
 		}
-		if !c.ep.onAnswer(c, p) {
+		if !c.endpoint().onAnswer(c, p) {
 			c.protocolError(errUnsolicited)
 		}
 	case wire.FrameGoAway:
 		g, _ := wire.ParseGoAway(p.Payload)
 		c.peerGone = true
-		c.ep.onGoAway(c, g.LastSeq)
+		c.endpoint().onGoAway(c, g.LastSeq)
 		if g.Code != wire.CodeNone {
 			c.err = &GoAwayError{LastSeq: g.LastSeq, Code: g.Code, Msg: string(g.Msg)}
 		}
@@ -148,8 +148,14 @@ func (c *Conn) sendHello() {
 		return
 	}
 	c.helloOut = true
-	var scratch [64]byte
-	c.appendPacket(wire.FrameHello, 0, 0, wire.AppendHello(scratch[:0], c.localHello()))
+	// Encoded once per server or client: a buffer on the stack would
+	// escape through the CRC's indirect call and cost an allocation for
+	// every connection.
+	hello := c.l.srv.hello
+	if c.cl != nil {
+		hello = c.cl.hello
+	}
+	c.appendPacket(wire.FrameHello, 0, 0, hello)
 }
 
 func (c *Conn) onHello(p *wire.Packet) {
@@ -173,7 +179,7 @@ func (c *Conn) onHello(p *wire.Packet) {
 		c.st = stDraining
 	}
 	c.openCalled = true
-	c.ep.onOpen(c)
+	c.endpoint().onOpen(c)
 }
 
 // dispatch hands a DATA or REQUEST to the endpoint in the loop's Packet.
@@ -198,7 +204,7 @@ func (c *Conn) dispatch(wp *wire.Packet) {
 		p.Payload = view
 	}
 	c.answered = false
-	c.ep.onPacket(c, p)
+	c.endpoint().onPacket(c, p)
 	if p.Type() == wire.FrameRequest && !c.answered {
 		c.answered = true
 		c.appendError(p.Seq, wire.CodeApplication, "request not answered by the handler")
@@ -262,14 +268,14 @@ func (c *Conn) goAway(code wire.Code, msg string) {
 	var scratch [128]byte
 	c.appendPacket(wire.FrameGoAway, 0, 0, wire.AppendGoAwayPayload(scratch[:0], last, code, msg))
 	c.st = stDraining
-	c.ep.onGoAwaySent(c)
+	c.endpoint().onGoAwaySent(c)
 	c.maybeFinish()
 }
 
 // maybeFinish closes a draining connection once nothing is owed either way.
 func (c *Conn) maybeFinish() {
 	// After the peer's EOF no awaited answer can arrive any more.
-	if c.st == stDraining && c.deferred == 0 && (c.eof || !c.ep.waiting()) {
+	if c.st == stDraining && c.deferred == 0 && (c.eof || !c.endpoint().waiting()) {
 		c.beginClose()
 	}
 }

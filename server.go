@@ -27,6 +27,8 @@ type Server struct {
 	loops   []*loop
 	stats   counters
 	backend Backend
+	sep     serverEndpoint
+	hello   []byte // this side's HELLO payload
 
 	mu      sync.Mutex
 	state   atomic.Int32
@@ -53,6 +55,8 @@ func NewServer(h Handler, opts Options) (*Server, error) {
 	}
 	o := opts.withDefaults()
 	s := &Server{opts: o, handler: h, table: conntable.New[Conn](), done: make(chan struct{}), drained: make(chan struct{})}
+	s.sep = serverEndpoint{h}
+	s.hello = wire.AppendHello(nil, (&Conn{o: &s.opts}).localHello())
 	s.backend = o.Backend
 	if s.backend == BackendAuto {
 		s.backend = defaultBackend
