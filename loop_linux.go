@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -246,9 +247,12 @@ func (l *loop) run() {
 		if busy > 0 && timeout != 0 {
 			// Spinning keeps the vCPU awake: waking an idle one costs tens
 			// of microseconds, more than the work of a request.
-			for monotime()-lastEvent < busy && l.tasks.empty() {
+			for spins := 1; monotime()-lastEvent < busy && l.tasks.empty(); spins++ {
 				if n, err = p.poller.Wait(p.events, 0); n > 0 || err != nil {
 					break
+				}
+				if spins%32 == 0 {
+					runtime.Gosched() // the polls are raw: let other goroutines run
 				}
 			}
 		}
