@@ -355,7 +355,11 @@ func (c *Conn) onTimer() {
 	if c.st == stHandshake {
 		next = c.lastRecv + int64(o.HandshakeTimeout)
 	}
-	if x := c.x; x != nil && len(x.pend) > 0 {
+	// The partial packet's deadline does not run while the loop itself has
+	// stopped reading (deferred REQUESTs at their cap): the packet cannot
+	// arrive. It does while the partial budget holds reading, or a peer
+	// could hold its share of the budget for as long as it liked.
+	if x := c.x; x != nil && len(x.pend) > 0 && (!c.paused || c.overBudget) {
 		at := x.pendAt + int64(o.PartialTimeout)
 		if now >= at {
 			c.fail(wire.CodeIdleTimeout, errPartial.Msg, errPartial)

@@ -265,6 +265,13 @@ func (c *Conn) resume() {
 	}
 	c.paused = false
 	c.lastRecv = c.l.now // the idle timer did not run while paused
+	if x := c.x; x != nil && len(x.pend) > 0 {
+		// Nor did a partial packet's deadline, unless the budget was the
+		// cause; either way the rest of the packet has one PartialTimeout
+		// from now to arrive.
+		x.pendAt = c.l.now
+		c.l.schedule(c, x.pendAt+int64(c.o.PartialTimeout))
+	}
 	if c.l.net {
 		c.l.cond.Broadcast()
 	} else if c.rdMore {
