@@ -19,6 +19,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,6 +49,7 @@ type config struct {
 	rate5     float64
 	strace    bool
 	straceFor time.Duration
+	render    string
 }
 
 func main() {
@@ -85,6 +87,7 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&cfg.rate5, "rate5", 0, "open-loop rate of scenario 5 in requests/s (0: half of scenario 2's best median)")
 	fs.StringVar(&straceMode, "strace", "auto", "one extra, unmeasured run of scenario 3 per server under strace -c: on, off or auto (on when strace is installed, off with --quick)")
 	fs.DurationVar(&cfg.straceFor, "strace-for", 4*time.Second, "how long strace watches each server")
+	fs.StringVar(&cfg.render, "render", "", "run nothing: redraw the charts and rewrite results.md of the earlier run in `DIR` from its results.json")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -172,6 +175,9 @@ func splitList(s string) []string {
 
 // run runs the comparison and writes its results.
 func run(cfg config) error {
+	if cfg.render != "" {
+		return render(cfg)
+	}
 	for _, tool := range []string{"taskset"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is needed to pin the server and the load to their CPUs: %v", tool, err)
@@ -248,24 +254,47 @@ func run(cfg config) error {
 		}
 	}
 	sum.Elapsed = time.Since(start).Round(time.Second).String()
+	if err := r.finish(); err != nil {
+		return err
+	}
+	logf("done in %v: %s", time.Since(start).Round(time.Second), cfg.out)
+	return nil
+}
 
+// finish draws the charts and writes results.md and results.json.
+func (r *runner) finish() error {
 	for _, id := range []int{1, 5} {
-		if res := sum.scenario(id); res != nil {
+		if res := r.sum.scenario(id); res != nil {
 			if err := r.plot(res); err != nil {
 				logf("plot of scenario %d: %v", id, err)
 			}
 		}
 	}
-	md := renderMarkdown(sum)
-	if err := os.WriteFile(filepath.Join(cfg.out, "results.md"), []byte(md), 0o644); err != nil {
+	md := renderMarkdown(r.sum)
+	if err := os.WriteFile(filepath.Join(r.cfg.out, "results.md"), []byte(md), 0o644); err != nil {
 		return err
 	}
-	if err := writeJSON(filepath.Join(cfg.out, "results.json"), sum); err != nil {
+	if err := writeJSON(filepath.Join(r.cfg.out, "results.json"), r.sum); err != nil {
 		return err
 	}
 	fmt.Print(md)
-	logf("done in %v: %s", time.Since(start).Round(time.Second), cfg.out)
 	return nil
+}
+
+// render redoes the charts and results.md of an earlier run, for a
+// change of the report's layout without running everything again.
+func render(cfg config) error {
+	b, err := os.ReadFile(filepath.Join(cfg.render, "results.json"))
+	if err != nil {
+		return err
+	}
+	sum := &summary{}
+	if err := json.Unmarshal(b, sum); err != nil {
+		return fmt.Errorf("%s: %w", cfg.render, err)
+	}
+	cfg.out = cfg.render
+	cfg.servers, cfg.repeats = sum.Settings.Servers, sum.Settings.Repeats
+	return (&runner{cfg: cfg, sum: sum}).finish()
 }
 
 // ensureFiles makes sure the server and idlehold, children of this

@@ -211,7 +211,7 @@ func renderMarkdown(s *summary) string {
 	p("- %d run(s) of %s (after a %s warmup) per scenario and server, the servers taking turns; the median of each metric is shown. Scenario 6 holds %d idle connections. Started %s, took %s.\n",
 		st.Repeats, st.Duration, st.Warmup, st.IdleConns, s.Started, s.Elapsed)
 	if s.LoadAvg != "" {
-		p("- The machine is shared: its load average (1, 5, 15 min) was %s when the run started. Scenario 3 shows how much of the server's CPU other processes took.\n", s.LoadAvg)
+		p("- The machine is shared: its load average (1, 5, 15 min) was %s when the run started. Scenario 3 shows how busy the server's CPU was with anything but the server.\n", s.LoadAvg)
 	}
 	if s.Rate5.Rate > 0 {
 		p("- Scenario 5 (open loop, latency from each request's intended send time) ran every server at %.0f req/s: %s.\n", s.Rate5.Rate, s.Rate5.From)

@@ -54,7 +54,7 @@ var (
 	mMBps    = metric{key: "mbps", label: "MB/s", higher: true, prec: 1}
 	mPerConn = metric{key: "rss_per_conn", label: "server RSS per idle conn (B)", higher: false, prec: 0}
 	mLoadCPU = metric{key: "load_cpu", label: "load generator CPU (cores)", higher: false, prec: 2, info: true}
-	mOthers  = metric{key: "server_cpu_others", label: "other processes on the server's CPU (cores)", higher: false, prec: 2, info: true}
+	mOthers  = metric{key: "server_cpu_others", label: "rest of the server CPU's busy time: other processes, interrupts (cores)", higher: false, prec: 2, info: true}
 	mRPSInfo = metric{key: "rps", label: "req/s achieved", higher: true, prec: 0, info: true}
 )
 

@@ -145,6 +145,13 @@ var colors = []color.Color{
 	color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff}, // grey
 }
 
+// known keeps each server of the comparison in the same color and shape
+// on every chart, whichever of them a chart holds.
+var known = map[string]int{
+	"zerowire-epoll": 0, "zerowire-epoll+busypoll": 1, "zerowire-net": 2,
+	"gnet": 3, "netpoll": 4, "stdnet": 5,
+}
+
 var shapes = []draw.GlyphDrawer{
 	draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.PlusGlyph{},
 	draw.CrossGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}, draw.PyramidGlyph{},
@@ -190,11 +197,15 @@ func draw1(file, title string, all []series) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
-		c := colors[i%len(colors)]
+		k := i
+		if j, ok := known[s.name]; ok {
+			k = j
+		}
+		c := colors[k%len(colors)]
 		l.Color = c
 		l.Width = vg.Points(1.5)
 		sc.Color = c
-		sc.Shape = shapes[i%len(shapes)]
+		sc.Shape = shapes[k%len(shapes)]
 		sc.Radius = vg.Points(2.5)
 		p.Add(l, sc)
 		p.Legend.Add(s.name, l, sc)
