@@ -70,7 +70,7 @@ type Limits struct {
 // before the payload arrives. A broken rule returns a *Error, n = 0:
 // FRAME_TOO_LARGE when the size exceeds lim's max packet size, otherwise
 // PROTOCOL_ERROR. Where several rules are broken, the contract's order
-// decides the code.
+// decides the code. The *Error values are shared: do not modify them.
 //
 // Parse never allocates and never reads past b. p is valid until the bytes
 // under it are reused.
@@ -83,7 +83,8 @@ func Parse(b []byte, lim Limits) (p Packet, n int, err error) {
 	flags := Flags(w0 >> 48)
 	size := binary.LittleEndian.Uint32(hb[8:12])
 	seq := binary.LittleEndian.Uint64(hb[12:20])
-	var sum uint32 // headerChecksum, inlined
+	// headerChecksum, inlined by hand: it is over the compiler's budget.
+	var sum uint32
 	if headerHighBytes(flags, size, seq) {
 		sum = headerChecksumAll(flags, size, seq)
 	} else {

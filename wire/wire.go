@@ -6,7 +6,8 @@
 // operations, so other implementations may import it.
 //
 // Ownership: a Packet returned by Parse is a view into the bytes given to
-// Parse. It is valid until those bytes are reused; copy what must outlive them.
+// Parse: it is valid until the bytes under it are reused; copy what must
+// outlive them.
 package wire
 
 import (
