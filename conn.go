@@ -123,6 +123,7 @@ type Conn struct {
 	helloOut   bool // this side's HELLO is queued
 	eof        bool // the peer shut its write side
 	isTCP      bool // raddr holds an address
+	hup        bool // the poller reported the peer's hang-up: read to EOF
 	openCalled bool // OnOpen was called
 	overBudget bool // paused: the server's partial-packet budget is spent
 }

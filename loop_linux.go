@@ -312,6 +312,12 @@ func (l *loop) onEvent(ev poll.Event) {
 	}
 	if ev.Flags&poll.Readable != 0 {
 		c.rdMore = true
+		if ev.Flags&poll.Hangup != 0 {
+			// The peer's FIN (or an error) came, maybe with the last
+			// bytes: read on to the end of file, since a short read no
+			// longer means the socket is drained and no edge will follow.
+			c.hup = true
+		}
 		l.readAll(c)
 	}
 }
@@ -497,7 +503,7 @@ func (c *Conn) readSome(b []byte) (int, error) {
 		case err == 0 && n == 0:
 			return 0, errEOF
 		case err == 0:
-			if n < len(b) {
+			if n < len(b) && !c.hup {
 				c.rdMore = false // a short read drained the socket
 			}
 			return n, nil

@@ -306,9 +306,9 @@ func crashRestart(t *testing.T, bin, backend string) {
 		t.Errorf("%d calls ran into their deadline with no server to send them to", silent)
 	}
 	if stuck > 0 {
-		// The client missed the FIN of the dead server because the last
-		// bytes of a RESPONSE came with it.
-		t.Logf("KNOWN BUG: %d calls in flight at the kill ended with their deadline instead of ErrConnLost (TestKnownBug_EpollClientMissesFINWithLastBytes)", stuck)
+		// A client that missed the FIN of the dead server (it came with
+		// the last bytes of a RESPONSE: TestFINWithLastBytesClient).
+		t.Errorf("%d calls in flight at the kill ended with their deadline instead of ErrConnLost", stuck)
 	}
 	if tallies[callDown].kinds["ErrNoConnection"] == 0 {
 		t.Errorf("no call found the server down (ErrNoConnection): the kill did not bite")

@@ -26,5 +26,4 @@
 //
 //	go test ./faults/...                               # the short suite, ~25 s (~30 s with -race)
 //	go test -timeout 30m ./faults/ -faults.long        # larger counts, longer loads, both server backends
-//	go test ./faults/ -run KnownBug -faults.knownbugs  # library bugs not yet fixed: these fail until the fix
 package faults

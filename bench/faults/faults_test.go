@@ -24,8 +24,7 @@ import (
 )
 
 var (
-	long      = flag.Bool("faults.long", false, "run the long suite: larger counts, longer loads, both server backends")
-	knownBugs = flag.Bool("faults.knownbugs", false, "run the TestKnownBug_ tests, which fail until the library bug they pin is fixed")
+	long = flag.Bool("faults.long", false, "run the long suite: larger counts, longer loads, both server backends")
 )
 
 // pick returns short, or long under -faults.long.

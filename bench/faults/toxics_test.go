@@ -335,19 +335,12 @@ func runScenario(t *testing.T, b zerowire.Backend, sc scenario) {
 	poolClosed = true
 	poolCloseTime := time.Since(closeStart)
 	px.Stop()
-	// Every proxied connection is closed now: so must the server's be,
-	// but for those the epoll backend missed the FIN of (a known bug,
-	// TestKnownBug_EpollServerMissesFINWithLastBytes): they sit in
-	// CLOSE-WAIT until Shutdown below closes them.
-	stuck := 0
+	// Every proxied connection is closed now: so must the server's be
+	// (one that missed its peer's FIN would sit in CLOSE-WAIT:
+	// TestFINWithLastBytesServer).
 	if !pollUntil(5*time.Second, func() bool { return srv.Stats().Conns == 0 }) {
 		open := srv.Stats().Conns
-		stuck = closeWait(srv.Addr().(*net.TCPAddr).Port)
-		if int64(stuck) != open || b == zerowire.BackendNet {
-			t.Errorf("%d server connections still open 5s after the proxy closed every connection, %d of them in CLOSE-WAIT", open, stuck)
-		} else {
-			t.Logf("KNOWN BUG: %d server connections stuck in CLOSE-WAIT after their peer's FIN (TestKnownBug_EpollServerMissesFINWithLastBytes)", stuck)
-		}
+		t.Errorf("%d server connections still open 5s after the proxy closed every connection, %d of them in CLOSE-WAIT", open, closeWait(srv.Addr().(*net.TCPAddr).Port))
 	} else if st := srv.Stats(); st.PartialBytes != 0 {
 		t.Errorf("%d bytes of partial packets held with no connection open", st.PartialBytes)
 	}

@@ -13,16 +13,9 @@ import (
 	"github.com/zerowire/zerowire/wire"
 )
 
-// The TestKnownBug_ tests pin library bugs that the fault tests found and
-// that need a fix in the library: they fail until it lands, and run only
-// with -faults.knownbugs so that the suite stays usable meanwhile.
-
-func requireKnownBugs(t *testing.T) {
-	t.Helper()
-	if !*knownBugs {
-		t.Skip("pins a library bug not yet fixed; run with -faults.knownbugs (it fails until the fix)")
-	}
-}
+// These tests pin a bug the fault suite found: on the epoll backend a
+// connection missed its peer's FIN when it came in one segment with the
+// last bytes (a short read was taken to mean the socket was drained).
 
 // sendWithFIN writes b and closes c so that the bytes and the FIN leave in
 // one segment: TCP_CORK holds the bytes until the close flushes them with
@@ -72,7 +65,7 @@ func readPacket(r io.Reader) (wire.Packet, error) {
 	return p, err
 }
 
-// TestKnownBug_EpollServerMissesFINWithLastBytes: on the epoll backend a
+// TestFINWithLastBytesServer: on the epoll backend a
 // server connection whose peer's last bytes and FIN arrive together never
 // sees the EOF, and stays open (CLOSE-WAIT) until a timer closes it: never
 // when those bytes were a DATA frame and IdleTimeout is 0, after
@@ -90,8 +83,7 @@ func readPacket(r io.Reader) (wire.Packet, error) {
 // take CloseLinger (2s) on the epoll backend instead of a few hundred ms:
 // a client's FIN that comes with its last REQUESTs goes unseen, and the
 // server lingers for it.
-func TestKnownBug_EpollServerMissesFINWithLastBytes(t *testing.T) {
-	requireKnownBugs(t)
+func TestFINWithLastBytesServer(t *testing.T) {
 	for _, b := range []zerowire.Backend{zerowire.BackendEpoll, zerowire.BackendNet} { // net: the control
 		t.Run(b.String(), func(t *testing.T) { serverMissesFIN(t, b) })
 	}
@@ -133,14 +125,13 @@ func serverMissesFIN(t *testing.T, b zerowire.Backend) {
 	}
 }
 
-// TestKnownBug_EpollClientMissesFINWithLastBytes: the same bug on the
+// TestFINWithLastBytesClient: the same bug on the
 // client side: a server that dies after writing the start of a RESPONSE
 // (its last bytes and FIN arrive together) leaves the Client open. The
 // pending call ends only with its context, as a deadline rather than
 // ErrConnLost; Done is never closed, so a Pool never dials that slot again
 // while the dead Client stays eligible for calls.
-func TestKnownBug_EpollClientMissesFINWithLastBytes(t *testing.T) {
-	requireKnownBugs(t)
+func TestFINWithLastBytesClient(t *testing.T) {
 	for _, b := range []zerowire.Backend{zerowire.BackendEpoll, zerowire.BackendNet} { // net: the control
 		t.Run(b.String(), func(t *testing.T) { clientMissesFIN(t, b) })
 	}
