@@ -48,6 +48,7 @@ type Client struct {
 	state    atomic.Int32 // 0 handshaking, 1 open, 2 going away, 3 closed
 	inflight atomic.Int64 // calls not yet completed, for a Pool's choice
 	ready    chan struct{}
+	away     chan struct{} // closed when the server sends GOAWAY
 	doneCh   chan struct{}
 	err      error // why the connection ended; set before doneCh closes
 
@@ -201,7 +202,7 @@ func Dial(ctx context.Context, network, addr string, opts *ClientOptions) (*Clie
 	}
 	o := Options{MaxPacketSize: co.MaxPacketSize, DisablePayloadCRC: co.DisablePayloadCRC, Logger: co.Logger}.withDefaults()
 	cl := &Client{eng: eng, o: o, crcReq: co.PayloadCRC, onData: co.OnData,
-		ready: make(chan struct{}), doneCh: make(chan struct{}), pending: map[uint64]*call{}}
+		ready: make(chan struct{}), away: make(chan struct{}), doneCh: make(chan struct{}), pending: map[uint64]*call{}}
 	cl.hello = wire.AppendHello(nil, (&Conn{o: &cl.o}).localHello())
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, network, addr)
@@ -299,7 +300,9 @@ func (cl *Client) waiting() bool { return len(cl.pending) > 0 }
 
 // onGoAway fails at once the calls the server will not process.
 func (cl *Client) onGoAway(c *Conn, last uint64) {
-	cl.state.Store(2)
+	if cl.state.Swap(2) != 2 {
+		close(cl.away) // a second GOAWAY may lower the last seq again
+	}
 	for seq, k := range cl.pending {
 		if seq > last {
 			delete(cl.pending, seq)
@@ -320,6 +323,10 @@ func (cl *Client) onClose(c *Conn, err error) {
 	cl.state.Store(3)
 	close(cl.doneCh)
 }
+
+// GoingAway is closed when the server has sent GOAWAY: new calls fail with
+// ErrGoingAway while the calls it processes are still answered.
+func (cl *Client) GoingAway() <-chan struct{} { return cl.away }
 
 // Done is closed when the connection has ended; Err then says why.
 func (cl *Client) Done() <-chan struct{} { return cl.doneCh }

@@ -106,10 +106,17 @@ func (p *Pool) keep(s *slot) {
 		s.cl.Store(cl)
 		select {
 		case <-cl.Done():
+		case <-cl.GoingAway():
+			// Dial a successor at once; the old connection finishes the
+			// calls its server processes and closes on its own.
 		case <-p.ctx.Done():
 		}
 		s.cl.Store(nil)
-		cl.Close()
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			cl.Close()
+		}()
 	}
 }
 
