@@ -234,7 +234,7 @@ func (l *loop) runTask(t *task) error {
 		} else {
 			c.appendError(t.seq, t.code, string(payload))
 		}
-		c.resume()
+		c.resume(true)
 		c.maybeFinish()
 		if err == ErrTooLarge {
 			err = nil // answered with FRAME_TOO_LARGE, as the contract asks
@@ -378,7 +378,7 @@ func (c *Conn) onTimer() {
 		}
 		if c.l.srv.stats.partialBytes.Load()+need <= c.l.srv.opts.MaxPartialBytes {
 			c.overBudget = false
-			c.resume()
+			c.resume(false)
 		} else if at := now + wheelTick; next < 0 || at < next {
 			next = at
 		}

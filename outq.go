@@ -248,7 +248,7 @@ func (c *Conn) afterWrite() {
 	}
 	if c.overAt != 0 && c.queued() <= c.o.MaxQueuedBytes/2 {
 		c.overAt = 0
-		c.resume()
+		c.resume(true)
 	}
 	if c.st == stClosing && c.queued() == 0 && (c.l.wOwner != c) {
 		c.shutWrite()
@@ -259,16 +259,17 @@ func (c *Conn) afterWrite() {
 }
 
 // resume lets a paused connection read again once every cause is gone.
-func (c *Conn) resume() {
+// own says the cause just gone was the loop's own backpressure (deferred
+// REQUESTs, the outbound queue), under which a partial packet's deadline
+// did not run: it restarts. Not so for the partial budget, or a peer held
+// short could have its deadline renewed each time it resumes.
+func (c *Conn) resume(own bool) {
 	if !c.paused || c.overAt != 0 || c.overBudget || int(c.deferred) >= c.o.MaxPendingRequests {
 		return
 	}
 	c.paused = false
 	c.lastRecv = c.l.now // the idle timer did not run while paused
-	if x := c.x; x != nil && len(x.pend) > 0 {
-		// Nor did a partial packet's deadline, unless the budget was the
-		// cause; either way the rest of the packet has one PartialTimeout
-		// from now to arrive.
+	if x := c.x; own && x != nil && len(x.pend) > 0 {
 		x.pendAt = c.l.now
 		c.l.schedule(c, x.pendAt+int64(c.o.PartialTimeout))
 	}
