@@ -49,7 +49,7 @@ func (s *Server) listenEpoll(network, address string) error {
 	n := s.opts.Loops
 	single := s.opts.SingleAcceptor || network == "unix" || n == 1
 	fds := []int{}
-	fd, addr, err := listenFD(network, address)
+	fd, addr, err := listenFD(network, address, false)
 	if err != nil {
 		return err
 	}
@@ -59,7 +59,7 @@ func (s *Server) listenEpoll(network, address string) error {
 		// others join it through SO_REUSEPORT and the kernel spreads
 		// connections among them.
 		for i := 1; i < n; i++ {
-			fd, _, err := listenFD(network, addr.String())
+			fd, _, err := listenFD(network, addr.String(), true)
 			if err != nil {
 				for _, fd := range fds {
 					unix.Close(fd)
@@ -112,7 +112,9 @@ func (s *Server) adoptEpoll(ln net.Listener) error {
 	return s.startLoops([]int{fd})
 }
 
-func listenFD(network, address string) (int, net.Addr, error) {
+// listenFD makes a listening socket; join says that it joins the server's
+// first one on the same port through SO_REUSEPORT.
+func listenFD(network, address string, join bool) (int, net.Addr, error) {
 	if network == "unix" {
 		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -146,6 +148,15 @@ func listenFD(network, address string) (int, net.Addr, error) {
 		copy(sa6.Addr[:], ta.IP.To16())
 		sa = sa6
 	}
+	if !join && ta.Port != 0 {
+		// SO_REUSEPORT would let this server quietly share a port that
+		// another process (of the same user) serves: the kernel would split
+		// the connections between them. A plain bind first fails as
+		// net.Listen does.
+		if err := probeBind(family, sa); err != nil {
+			return -1, nil, err
+		}
+	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, nil, os.NewSyscallError("socket", err)
@@ -174,6 +185,20 @@ func listenFD(network, address string) (int, net.Addr, error) {
 		return fail("getsockname", err)
 	}
 	return fd, net.TCPAddrFromAddrPort(addrPort(got)), nil
+}
+
+// probeBind binds, without SO_REUSEPORT, a socket it then closes.
+func probeBind(family int, sa unix.Sockaddr) error {
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := unix.Bind(fd, sa); err != nil {
+		return os.NewSyscallError("bind", err)
+	}
+	return nil
 }
 
 func addrPort(sa unix.Sockaddr) netip.AddrPort {

@@ -64,3 +64,23 @@ func TestPipelinedAndSplit(t *testing.T) {
 		}
 	})
 }
+
+// TestListenPortInUse: a second server on a served port fails as
+// net.Listen does, rather than quietly sharing it through SO_REUSEPORT.
+func TestListenPortInUse(t *testing.T) {
+	forBackends(t, Options{}, func(t *testing.T, s *Server, h *echoHandler) {
+		for _, b := range backends {
+			if b == BackendEpoll && !epollAvailable {
+				continue
+			}
+			s2, err := NewServer(h, Options{Backend: b})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s2.Listen(s.Addr().String()); err == nil {
+				s2.Close()
+				t.Fatalf("%v: a second server listened on %v", b, s.Addr())
+			}
+		}
+	})
+}
