@@ -19,9 +19,9 @@ import (
 
 // The epoll backend: one reactor per loop, each a goroutine with an epoll
 // instance of its own, edge-triggered sockets and an eventfd for wake-ups.
-// Reads and writes never block; an idle loop parks in the Go runtime's
-// poller (see internal/poll), so the loops share GOMAXPROCS with the
-// application's goroutines instead of pinning threads.
+// Reads and writes never block and are raw system calls (internal/sys); an
+// idle loop blocks in epoll_wait (internal/poll says why not in the Go
+// runtime's poller).
 
 const (
 	epollAvailable = true

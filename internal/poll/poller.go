@@ -11,8 +11,13 @@
 //	(*Poller) Wake() error                   callable from any goroutine
 //	(*Poller) Close() error
 //
-// Wait parks the calling goroutine in the Go runtime's poller rather than
-// blocking its thread, so a loop is an ordinary goroutine to the scheduler.
+// A Wait that may block does so in epoll_wait itself, through the
+// scheduler-aware system call: it was tried parked in the Go runtime's
+// poller instead (the epoll fd is pollable), which saved CPU under heavy
+// load, but nested epoll loses wake-ups that arrive while an epoll_wait
+// is copying events out, and at moderate load the loop then stalled until
+// a timer: half the throughput of an open-loop benchmark. A poll that
+// cannot block (msec 0) is a raw system call.
 //
 // A token is the caller's 64-bit name for the descriptor (the event loop
 // uses the connection ID, never the fd, because the kernel reuses an fd as
