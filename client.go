@@ -15,7 +15,13 @@ import (
 
 // ClientOptions configures Dial. The zero value is usable.
 type ClientOptions struct {
-	// Backend selects the engine the connection runs on; default BackendAuto.
+	// Backend selects the engine the connection runs on. BackendAuto (the
+	// default) is BackendNet for clients: a goroutine calling Call and
+	// waiting for its answer is handed it within the Go scheduler (a round
+	// trip in one process measured 37-55 us against 280-300 us through an
+	// epoll loop, whose thread must be woken for each call). BackendEpoll
+	// suits callback-driven load (Go) and tens of thousands of connections
+	// in one process.
 	Backend Backend
 	// MaxPacketSize is the largest packet this side accepts, advertised in
 	// HELLO; default wire.DefaultMaxPacketSize.
@@ -157,7 +163,7 @@ var engines struct {
 // one backend: a Server without listeners.
 func engine(b Backend) (*Server, error) {
 	if b == BackendAuto {
-		b = defaultBackend
+		b = BackendNet
 	}
 	engines.Lock()
 	defer engines.Unlock()

@@ -259,6 +259,10 @@ func (s *Server) startLoops(lnfds []int) error {
 }
 
 func (l *loop) run() {
+	// The loop blocks in epoll_wait: on a thread of its own it is woken
+	// there directly, and the scheduler does not start a new thread for
+	// its P at every wait.
+	runtime.LockOSThread()
 	defer l.srv.wg.Done()
 	p := &l.plat
 	busy := int64(l.srv.opts.BusyPoll)

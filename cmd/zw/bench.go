@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -412,7 +413,13 @@ func (b *bench) dial(ctx context.Context) error {
 	if cfg.PayloadCRC {
 		flags = wire.FlagPayloadCRC
 	}
-	opts := &zerowire.ClientOptions{Backend: cfg.Backend, PayloadCRC: cfg.PayloadCRC, Logger: cfg.Logger,
+	backend := cfg.Backend
+	if backend == zerowire.BackendAuto && runtime.GOOS == "linux" {
+		// The load generator drives its connections from Go callbacks on
+		// the client's loops, which the epoll engine serves best.
+		backend = zerowire.BackendEpoll
+	}
+	opts := &zerowire.ClientOptions{Backend: backend, PayloadCRC: cfg.PayloadCRC, Logger: cfg.Logger,
 		MaxPacketSize: uint32(max(wire.DefaultMaxPacketSize, wire.PacketSize(cfg.Size, flags)))}
 	b.conns = make([]*benchConn, cfg.Conns)
 	errs := make([]error, cfg.Conns)

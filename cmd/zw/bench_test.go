@@ -39,7 +39,12 @@ func TestBenchAllocsPerRequest(t *testing.T) {
 		}
 		per := (float64(m2) - float64(m1)) / float64(r2-r1)
 		t.Logf("rate %v: %d and %d requests, %d and %d mallocs: %.4f per request", rate, r1, r2, m1, m2, per)
-		if per > 0.01 {
+		// An allocation per request shows as 1 or more. The runtime's own
+		// allocations grow with the run's wall time (threads started for
+		// Ps handed off by loops blocked in epoll_wait, timers), and the
+		// open loop's long run lasts 4 s more for 4000 more requests:
+		// 0.01 to 0.03 per request, which is not the bench's doing.
+		if per > 0.1 {
 			t.Errorf("rate %v: %.4f allocations per request, want 0", rate, per)
 		}
 	}
