@@ -136,7 +136,7 @@ func headerHighBytes(flags Flags, size uint32, seq uint64) bool {
 }
 
 // headerChecksumLow is headerChecksum for a header without high bytes,
-// small enough to be inlined into Parse. The XORs form a tree, not a chain,
+// small enough (just) to be inlined into Parse. The XORs form a tree, not a chain,
 // so the lookups' latencies overlap.
 func headerChecksumLow(flags Flags, size uint32, seq uint64) uint32 {
 	t := &headerTab

@@ -83,18 +83,16 @@ func Parse(b []byte, lim Limits) (p Packet, n int, err error) {
 	flags := Flags(w0 >> 48)
 	size := binary.LittleEndian.Uint32(hb[8:12])
 	seq := binary.LittleEndian.Uint64(hb[12:20])
-	// headerChecksum, inlined by hand: it is over the compiler's budget.
-	var sum uint32
-	if headerHighBytes(flags, size, seq) {
-		sum = headerChecksumAll(flags, size, seq)
-	} else {
-		sum = headerChecksumLow(flags, size, seq)
-	}
-	// Rules 1-4 in one branch; which one failed matters only on the way out.
+	// Rules 1-4 for real traffic in one branch, with no call on the way;
+	// checkHeader sorts out which rule failed, or finds the header valid
+	// after all when it has bytes headerChecksumLow skips.
 	if w0&(1<<48-1) != magicLE|Version<<32 ||
-		sum != binary.LittleEndian.Uint32(hb[20:24]) ||
+		headerHighBytes(flags, size, seq) ||
+		headerChecksumLow(flags, size, seq) != binary.LittleEndian.Uint32(hb[20:24]) ||
 		size < HeaderSize {
-		return Packet{}, 0, headerError(hb)
+		if err := checkHeader(hb); err != nil {
+			return Packet{}, 0, err
+		}
 	}
 	max := lim.MaxPacketSize
 	if max == 0 {
@@ -129,19 +127,21 @@ func Parse(b []byte, lim Limits) (p Packet, n int, err error) {
 	}, int(size), nil
 }
 
-// headerError returns the error of the first of rules 1-4 (magic, version,
-// checksum, size) that hb breaks.
-func headerError(hb []byte) error {
+// checkHeader returns the error of the first of rules 1-4 (magic, version,
+// checksum, size) that hb breaks, or nil.
+func checkHeader(hb []byte) error {
 	switch {
 	case binary.LittleEndian.Uint32(hb[0:4]) != magicLE:
 		return errBadMagic
 	case binary.LittleEndian.Uint16(hb[4:6]) != Version:
 		return errBadVersion
-	case Checksum(hb[:headerCRCCoverage]) != binary.LittleEndian.Uint32(hb[20:24]):
+	case headerChecksumAll(Flags(binary.LittleEndian.Uint16(hb[6:8])), binary.LittleEndian.Uint32(hb[8:12]),
+		binary.LittleEndian.Uint64(hb[12:20])) != binary.LittleEndian.Uint32(hb[20:24]):
 		return errHeaderChecksum
-	default:
+	case binary.LittleEndian.Uint32(hb[8:12]) < HeaderSize:
 		return errSizeTooSmall
 	}
+	return nil
 }
 
 // checkFlags enforces the rules after FRAME_TOO_LARGE that need only the
