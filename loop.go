@@ -318,6 +318,20 @@ func (w *wheel) advance(now int64, fire func(*Conn)) {
 	}
 }
 
+// expire closes c for a deadline that passed without a complete packet,
+// unless bytes are waiting in its socket while the loop means to read it:
+// then they arrived in time and the loop is only behind (a burst of
+// thousands of connections), and the deadline is looked at again once they
+// are read. A connection paused by the partial budget is not being read on
+// purpose: its deadline stands.
+func (c *Conn) expire(why *wire.Error) {
+	if !c.paused && c.unread() {
+		c.l.schedule(c, c.l.now+wheelTick)
+		return
+	}
+	c.fail(why.Code, why.Msg, why)
+}
+
 // onTimer works out what is due for c and files its next deadline.
 func (c *Conn) onTimer() {
 	now := c.l.now
@@ -348,7 +362,7 @@ func (c *Conn) onTimer() {
 		}
 		return
 	case c.st == stHandshake && now-c.lastRecv >= int64(o.HandshakeTimeout):
-		c.fail(wire.CodeIdleTimeout, errHandshake.Msg, errHandshake)
+		c.expire(errHandshake)
 		return
 	}
 	next := int64(-1)
@@ -362,7 +376,7 @@ func (c *Conn) onTimer() {
 	if x := c.x; x != nil && len(x.pend) > 0 && (!c.paused || c.overBudget) {
 		at := x.pendAt + int64(o.PartialTimeout)
 		if now >= at {
-			c.fail(wire.CodeIdleTimeout, errPartial.Msg, errPartial)
+			c.expire(errPartial)
 			return
 		}
 		if next < 0 || at < next {
@@ -386,7 +400,7 @@ func (c *Conn) onTimer() {
 	if o.IdleTimeout > 0 && !c.paused {
 		at := c.lastRecv + int64(o.IdleTimeout)
 		if now >= at {
-			c.fail(wire.CodeIdleTimeout, errIdle.Msg, errIdle)
+			c.expire(errIdle)
 			return
 		}
 		if next < 0 || at < next {

@@ -356,7 +356,7 @@ func (l *loop) onEvent(ev poll.Event) {
 const maxReads = 16
 
 func (l *loop) readAll(c *Conn) {
-	for i := 0; i < maxReads && c.rdMore; i++ {
+	for i := 0; i < maxReads && (c.rdMore || c.holding()); i++ {
 		if c.st == stClosed || (c.paused && c.st < stClosing) {
 			return
 		}
@@ -364,7 +364,7 @@ func (l *loop) readAll(c *Conn) {
 			return
 		}
 	}
-	if c.rdMore && c.st != stClosed {
+	if (c.rdMore || c.holding()) && c.st != stClosed && !c.paused {
 		l.revisit(c)
 	}
 }
@@ -377,7 +377,7 @@ func (l *loop) readAgain() {
 	l.again = nil
 	for i, c := range again {
 		again[i] = nil
-		if c.st != stClosed && c.rdMore {
+		if c.st != stClosed && (c.rdMore || c.holding()) {
 			l.readAll(c)
 		}
 	}
@@ -586,6 +586,15 @@ func (c *Conn) writeVec(bufs ...[]byte) (int, error) {
 		}
 		return 0, os.NewSyscallError("writev", err)
 	}
+}
+
+// unread reports bytes waiting in c's socket that the loop has not read.
+func (c *Conn) unread() bool {
+	if c.l.net {
+		return false // the reader goroutine is blocked in Read: nothing waits
+	}
+	n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ)
+	return err == nil && n > 0
 }
 
 func (c *Conn) armWrite(on bool) {

@@ -81,6 +81,11 @@ func (l *loop) serveConn(c *Conn, refuse bool) {
 		if c.st == stClosed {
 			break
 		}
+		if c.holding() {
+			l.dispatchHeld(c)
+			l.flushShared()
+			continue
+		}
 		buf := l.readTarget(c)
 		if buf == nil {
 			continue // held short again: paused until the partial budget frees
@@ -106,6 +111,11 @@ func (l *loop) serveConn(c *Conn, refuse bool) {
 				// Answers still owed after the peer's EOF are sent by
 				// whoever finishes them; wait for the close.
 				for c.st != stClosed {
+					if c.holding() && !c.paused {
+						l.dispatchHeld(c) // REQUESTs read before the EOF
+						l.flushShared()
+						continue
+					}
 					l.cond.Wait()
 				}
 			}

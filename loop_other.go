@@ -37,5 +37,6 @@ func (c *Conn) readSome(b []byte) (int, error)              { return c.netRead(b
 func (c *Conn) writeSome(b []byte) (int, error)             { return c.netWrite(b) }
 func (c *Conn) writeVec(bufs ...[]byte) (int, error)        { return c.netWriteVec(bufs) }
 func (c *Conn) armWrite(on bool)                            {}
+func (c *Conn) unread() bool                                { return false }
 func (c *Conn) shutWrite()                                  { c.netShutWrite() }
 func (c *Conn) closeTransport()                             { c.l.nc.Close() }

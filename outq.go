@@ -275,7 +275,7 @@ func (c *Conn) resume(own bool) {
 	}
 	if c.l.net {
 		c.l.cond.Broadcast()
-	} else if c.rdMore {
+	} else if c.rdMore || c.holding() {
 		c.l.revisit(c)
 	}
 }

@@ -53,8 +53,20 @@ func (c *Conn) consume(b []byte) (used, need int) {
 		c.lastRecv = c.l.now
 		c.l.srv.stats.packetsIn.Add(1)
 		c.handle(p)
+		if int(c.deferred) >= c.o.MaxPendingRequests && c.st < stClosing {
+			// The handler has as many REQUESTs in hand as it may: what
+			// is left of this read waits, kept as complete packets
+			// (need 0), until answers go out.
+			c.rdMore = true
+			return used, 0
+		}
 	}
 	return used, 0
+}
+
+// holding reports complete packets held back by MaxPendingRequests.
+func (c *Conn) holding() bool {
+	return c.x != nil && c.x.pendNeed == 0 && len(c.x.pend) > 0
 }
 
 func (c *Conn) handle(p *wire.Packet) {
@@ -275,7 +287,7 @@ func (c *Conn) goAway(code wire.Code, msg string) {
 // maybeFinish closes a draining connection once nothing is owed either way.
 func (c *Conn) maybeFinish() {
 	// After the peer's EOF no awaited answer can arrive any more.
-	if c.st == stDraining && c.deferred == 0 && (c.eof || !c.endpoint().waiting()) {
+	if c.st == stDraining && c.deferred == 0 && !c.holding() && (c.eof || !c.endpoint().waiting()) {
 		c.beginClose()
 	}
 }

@@ -17,6 +17,10 @@ import (
 // readOnce performs one read for c and dispatches what it completed. It
 // returns false when nothing more is to be read now.
 func (l *loop) readOnce(c *Conn) bool {
+	if c.holding() {
+		l.dispatchHeld(c)
+		return true
+	}
 	buf := l.readTarget(c)
 	if buf == nil {
 		return false // held short again: the partial budget is still spent
@@ -53,6 +57,14 @@ func (l *loop) readTarget(c *Conn) []byte {
 	}
 	k := copy(l.rbuf, x.pend)
 	return l.rbuf[k:]
+}
+
+// dispatchHeld dispatches the packets held back while the handler had its
+// fill of REQUESTs, before anything more is read; it may hold some again.
+func (l *loop) dispatchHeld(c *Conn) {
+	l.readTarget(c) // copies them back in front of the shared buffer
+	l.readDone(c, 0)
+	c.maybeFinish()
 }
 
 // readDone dispatches what n more bytes completed.
