@@ -6,9 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -208,5 +206,3 @@ func goroutineLeakCheck(t *testing.T) func() {
 	}
 }
 
-var _ = filepath.Join
-var _ = strings.Repeat
