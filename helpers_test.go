@@ -205,4 +205,3 @@ func goroutineLeakCheck(t *testing.T) func() {
 		})
 	}
 }
-
