@@ -194,16 +194,19 @@ func (c *Conn) SetUserData(v any) { c.user.Store(&v) }
 // Send queues a DATA frame with a copy of payload; the caller keeps
 // ownership of payload. It returns ErrTooLarge, ErrGoingAway or ErrClosed.
 func (c *Conn) Send(payload []byte) error {
-	return c.sendData(0, payload)
+	return c.sendData(0, payload, false)
 }
 
 // SendCopy is Send with the COPY flag: the peer's application receives the
 // payload in memory it may keep.
 func (c *Conn) SendCopy(payload []byte) error {
-	return c.sendData(wire.FlagCopy, payload)
+	return c.sendData(wire.FlagCopy, payload, false)
 }
 
-func (c *Conn) sendData(flags wire.Flags, payload []byte) error {
+// sendData queues a DATA frame. byRef sends a large payload from where it
+// is by vectored write (a pooled buffer a task owns) instead of copying it
+// into the write buffer.
+func (c *Conn) sendData(flags wire.Flags, payload []byte, byRef bool) error {
 	if err := c.canSendNew(); err != nil {
 		return err
 	}
@@ -214,7 +217,11 @@ func (c *Conn) sendData(flags wire.Flags, payload []byte) error {
 		return ErrTooLarge
 	}
 	c.sendSeq++
-	c.appendPacket(wire.FrameData, flags, c.sendSeq, payload)
+	if byRef {
+		c.appendPacketRef(wire.FrameData, flags, c.sendSeq, payload)
+	} else {
+		c.appendPacket(wire.FrameData, flags, c.sendSeq, payload)
+	}
 	return nil
 }
 

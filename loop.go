@@ -22,16 +22,17 @@ type loop struct {
 	idx int
 
 	// Owned by the loop.
-	rbuf   []byte      // the shared read buffer: parsed in place
-	wbuf   []byte      // the shared write buffer, owned by wOwner until flushed
-	wOwner *Conn       //
-	bufs   pool.Buffer // backs rbuf and wbuf
-	cache  *pool.Cache
-	pkt    Packet      // the packet being dispatched
-	wpkt   wire.Packet // the packet being handled
-	now    int64       // nanoseconds on the monotonic clock, read once per wake-up
-	wheel  wheel
-	again  []*Conn // connections to read again: cut short, or resumed
+	rbuf       []byte      // the shared read buffer: parsed in place
+	wbuf       []byte      // the shared write buffer, owned by wOwner until flushed
+	wOwner     *Conn       //
+	bufs       pool.Buffer // backs rbuf and wbuf
+	cache      *pool.Cache
+	vecScratch [wire.HeaderSize + wire.TrailerSize]byte // appendPacketRef's header and trailer
+	pkt        Packet                                   // the packet being dispatched
+	wpkt       wire.Packet                              // the packet being handled
+	now        int64                                    // nanoseconds on the monotonic clock, read once per wake-up
+	wheel      wheel
+	again      []*Conn // connections to read again: cut short, or resumed
 
 	tasks taskQueue
 	plat  platformLoop
@@ -218,10 +219,7 @@ func (l *loop) runTask(t *task) error {
 	}
 	switch t.kind {
 	case taskSend:
-		if len(payload) >= refThreshold {
-			return c.sendRef(t.flags, payload)
-		}
-		return c.sendData(t.flags, payload)
+		return c.sendData(t.flags, payload, len(payload) >= refThreshold)
 	case taskReply, taskReplyError:
 		if _, ok := c.defers[t.seq]; !ok {
 			return ErrNotRequest

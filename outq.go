@@ -37,25 +37,6 @@ func (c *Conn) appendPacket(t wire.FrameType, flags wire.Flags, seq uint64, payl
 // being copied into the write buffer.
 const refThreshold = 2048
 
-// sendRef sends a DATA frame whose payload stays where it is: header,
-// payload and trailer leave in one vectored write, and the payload is
-// copied only when the socket does not take all of it.
-func (c *Conn) sendRef(flags wire.Flags, payload []byte) error {
-	if err := c.canSendNew(); err != nil {
-		return err
-	}
-	if c.crc {
-		flags |= wire.FlagPayloadCRC
-	}
-	size := wire.PacketSize(len(payload), flags)
-	if size > int(c.peerMax) {
-		return ErrTooLarge
-	}
-	c.sendSeq++
-	c.appendPacketRef(wire.FrameData, flags, c.sendSeq, payload)
-	return nil
-}
-
 // appendPacketRef is appendPacket for a payload that outlives the call
 // only as long as the write: what the socket does not take is copied.
 func (c *Conn) appendPacketRef(t wire.FrameType, flags wire.Flags, seq uint64, payload []byte) {
@@ -67,12 +48,14 @@ func (c *Conn) appendPacketRef(t wire.FrameType, flags wire.Flags, seq uint64, p
 		return
 	}
 	size := wire.PacketSize(len(payload), flags)
-	var hb [wire.HeaderSize]byte
-	var tb [wire.TrailerSize]byte
-	hdr := wire.AppendPacketHeader(hb[:0], t, flags, seq, len(payload))
+	// The header and trailer are encoded into the loop's scratch: the
+	// vector handed to writev keeps pointers to them, so buffers on the
+	// stack would escape and cost an allocation per send.
+	l := c.l
+	hdr := wire.AppendPacketHeader(l.vecScratch[:0], t, flags, seq, len(payload))
 	var trailer []byte
 	if flags&wire.FlagPayloadCRC != 0 {
-		trailer = wire.AppendTrailer(tb[:0], payload)
+		trailer = wire.AppendTrailer(l.vecScratch[wire.HeaderSize:wire.HeaderSize], payload)
 	}
 	n, err := c.writeVec(hdr, payload, trailer)
 	if err != nil {
