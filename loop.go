@@ -256,12 +256,15 @@ const (
 )
 
 type wheel struct {
-	slots [wheelSlots][]*Conn
-	cur   int64 // the next tick to fire
+	slots [][]*Conn // wheelSlots of them, made by init: a net-backend loop has no wheel
+	cur   int64     // the next tick to fire
 	count int
 }
 
-func (w *wheel) init(now int64) { w.cur = now/wheelTick + 1 }
+func (w *wheel) init(now int64) {
+	w.slots = make([][]*Conn, wheelSlots)
+	w.cur = now/wheelTick + 1
+}
 
 func (w *wheel) schedule(c *Conn, at int64) {
 	t := at/wheelTick + 1
