@@ -31,6 +31,13 @@ type ClientOptions struct {
 	// PayloadCRC asks for a PAYLOAD_CRC trailer on every REQUEST, DATA and
 	// PING this client sends, when both sides advertised the capability.
 	PayloadCRC bool
+	// BusyPoll makes the epoll engine's loops spin on a zero-timeout
+	// epoll_wait for this long after their last event before they block,
+	// as Options.BusyPoll does for a server: the answer to a request is
+	// picked up without waking a sleeping thread, for a core's worth of
+	// CPU. Clients with different BusyPoll values run on different loops.
+	// The net backend ignores it.
+	BusyPoll time.Duration
 	// OnData receives DATA frames from the server, on the connection's
 	// loop; it must not block. payload is valid until OnData returns.
 	OnData func(payload []byte)
@@ -156,21 +163,30 @@ func (c *call) complete(err error) {
 
 var engines struct {
 	sync.Mutex
-	byBackend map[Backend]*Server
+	byKey map[engineKey]*Server
+}
+
+type engineKey struct {
+	b    Backend
+	busy time.Duration
 }
 
 // engine returns the process-wide engine that hosts client connections of
-// one backend: a Server without listeners.
-func engine(b Backend) (*Server, error) {
+// one backend and busy-poll setting: a Server without listeners.
+func engine(b Backend, busy time.Duration) (*Server, error) {
 	if b == BackendAuto {
 		b = BackendNet
 	}
+	if b != BackendEpoll || busy < 0 {
+		busy = 0
+	}
+	k := engineKey{b, busy}
 	engines.Lock()
 	defer engines.Unlock()
-	if s := engines.byBackend[b]; s != nil {
+	if s := engines.byKey[k]; s != nil {
 		return s, nil
 	}
-	s, err := NewServer(nopHandler{}, Options{Backend: b})
+	s, err := NewServer(nopHandler{}, Options{Backend: b, BusyPoll: busy})
 	if err != nil {
 		return nil, err
 	}
@@ -180,10 +196,10 @@ func engine(b Backend) (*Server, error) {
 			return nil, err
 		}
 	}
-	if engines.byBackend == nil {
-		engines.byBackend = map[Backend]*Server{}
+	if engines.byKey == nil {
+		engines.byKey = map[engineKey]*Server{}
 	}
-	engines.byBackend[b] = s
+	engines.byKey[k] = s
 	return s, nil
 }
 
@@ -202,7 +218,7 @@ func Dial(ctx context.Context, network, addr string, opts *ClientOptions) (*Clie
 	if opts != nil {
 		co = *opts
 	}
-	eng, err := engine(co.Backend)
+	eng, err := engine(co.Backend, co.BusyPoll)
 	if err != nil {
 		return nil, err
 	}

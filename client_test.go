@@ -69,6 +69,32 @@ func TestClientConcurrentCalls(t *testing.T) {
 	})
 }
 
+// TestClientBusyPoll checks that a busy-polling client runs on loops of
+// its own, which spin as configured, and still gets its answers.
+func TestClientBusyPoll(t *testing.T) {
+	if !epollAvailable {
+		t.Skip("the epoll backend is Linux only")
+	}
+	s := startServer(t, &echoHandler{}, Options{})
+	plain := dialTest(t, s, BackendEpoll, nil)
+	busy := dialTest(t, s, BackendEpoll, &ClientOptions{BusyPoll: time.Millisecond})
+	if plain.eng == busy.eng {
+		t.Fatal("a busy-polling client shares the engine of a sleeping one")
+	}
+	if got := busy.eng.opts.BusyPoll; got != time.Millisecond {
+		t.Fatalf("the busy client's engine polls for %v, want 1ms", got)
+	}
+	if other := dialTest(t, s, BackendEpoll, &ClientOptions{BusyPoll: time.Millisecond}); other.eng != busy.eng {
+		t.Fatal("two clients with the same BusyPoll got different engines")
+	}
+	for i := 0; i < 100; i++ {
+		want := []byte(fmt.Sprint("busy ", i))
+		if got, err := busy.CallBytes(context.Background(), want); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("call %d: %q, %v", i, got, err)
+		}
+	}
+}
+
 func TestClientTooLargeFailsLocally(t *testing.T) {
 	forBackends(t, Options{MaxPacketSize: 4096}, func(t *testing.T, s *Server, h *echoHandler) {
 		cl := dialTest(t, s, BackendAuto, nil)

@@ -68,6 +68,7 @@ occurred.`,
 			fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "how long to run before measuring")
 			fs.Float64Var(&cfg.Rate, "rate", 0, "REQUESTs per second over all connections: open loop (0: closed loop)")
 			fs.Var(&backend, "backend", backendUsage)
+			fs.DurationVar(&cfg.BusyPoll, "busy-poll", 0, "spin this long for answers before the load's loop sleeps (epoll backend): the generator's own wake-ups then stay out of the round trips")
 			fs.BoolVar(&cfg.PayloadCRC, "crc", false, "send every REQUEST with a PAYLOAD_CRC trailer")
 			fs.BoolVar(&jsonOut, "json", false, "print one JSON object on stdout instead of the table")
 			fs.StringVar(&plotFile, "plot", "", "write a latency-by-percentile chart to `file` (.svg or .png)")
@@ -145,6 +146,7 @@ type benchConfig struct {
 	Warmup     time.Duration
 	Rate       float64 // REQUESTs per second over all connections; 0: closed loop
 	Backend    zerowire.Backend
+	BusyPoll   time.Duration // the client engine's; see ClientOptions.BusyPoll
 	PayloadCRC bool
 
 	// Progress receives a line each second while the run lasts; nil: none.
@@ -169,6 +171,8 @@ func (cfg *benchConfig) validate() error {
 		return usageErrorf("--warmup must not be negative")
 	case cfg.Rate < 0:
 		return usageErrorf("--rate must not be negative")
+	case cfg.BusyPoll < 0:
+		return usageErrorf("--busy-poll must not be negative")
 	}
 	return nil
 }
@@ -419,7 +423,7 @@ func (b *bench) dial(ctx context.Context) error {
 		// the client's loops, which the epoll engine serves best.
 		backend = zerowire.BackendEpoll
 	}
-	opts := &zerowire.ClientOptions{Backend: backend, PayloadCRC: cfg.PayloadCRC, Logger: cfg.Logger,
+	opts := &zerowire.ClientOptions{Backend: backend, BusyPoll: cfg.BusyPoll, PayloadCRC: cfg.PayloadCRC, Logger: cfg.Logger,
 		MaxPacketSize: uint32(max(wire.DefaultMaxPacketSize, wire.PacketSize(cfg.Size, flags)))}
 	b.conns = make([]*benchConn, cfg.Conns)
 	errs := make([]error, cfg.Conns)

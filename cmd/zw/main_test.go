@@ -37,7 +37,7 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	_, out, _ = runCmd(t, "bench", "-h")
-	for _, f := range []string{"-addr", "-conns", "-depth", "-size", "-duration", "-warmup", "-rate", "-backend", "-json", "-plot"} {
+	for _, f := range []string{"-addr", "-conns", "-depth", "-size", "-duration", "-warmup", "-rate", "-busy-poll", "-backend", "-json", "-plot"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("bench -h lacks %s", f)
 		}
@@ -58,6 +58,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "--backend", "kqueue"}, `unknown backend "kqueue"`},
 		{[]string{"bench", "--plot", "x.gif"}, "must end in .svg or .png"},
 		{[]string{"bench", "--progress", "sometimes"}, "invalid --progress"},
+		{[]string{"bench", "--busy-poll", "-1ms"}, "--busy-poll must not be negative"},
 		{[]string{"serve", "extra"}, `unexpected argument "extra"`},
 		{[]string{"serve", "--max-packet", "100"}, "must be between 4096"},
 		{[]string{"serve", "--log-level", "loud"}, "invalid --log-level"},
@@ -204,6 +205,7 @@ func TestBenchAgainstServe(t *testing.T) {
 	for _, args := range [][]string{
 		{"--size", "0", "--backend", "net", "--plot", filepath.Join(dir, "lat.png")},
 		{"--size", "100K", "--depth", "3", "--crc"},
+		{"--busy-poll", "1ms"},
 	} {
 		code, out, errOut = runCmd(t, append([]string{"bench", "--addr", s.addr, "--conns", "2",
 			"--duration", "300ms", "--warmup", "0s"}, args...)...)

@@ -206,8 +206,8 @@ func renderMarkdown(s *summary) string {
 		p("- zerowire built from commit %s%s\n", m.Commit, dirty)
 	}
 	st := s.Settings
-	p("- Every server ran pinned to CPU %s with **GOMAXPROCS=1, since it has one core**; the load (zw bench, idlehold) ran pinned to CPU %s. "+
-		"A fresh server for every run; every server got the same load, sizes and pinning.\n", st.ServerCPU, st.LoadCPU)
+	p("- Every server ran pinned to CPU %s with **GOMAXPROCS=1, since it has one core**; the load (zw bench, idlehold) ran pinned to CPU %s, zw bench with --busy-poll %v (its loop spins between answers, so the generator's own wake-ups stay out of the round trips). "+
+		"A fresh server for every run; every server got the same load, sizes and pinning.\n", st.ServerCPU, st.LoadCPU, loadBusyPoll)
 	p("- %d run(s) of %s (after a %s warmup) per scenario and server, the servers taking turns; the median of each metric is shown. Scenario 6 holds %d idle connections. Started %s, took %s.\n",
 		st.Repeats, st.Duration, st.Warmup, st.IdleConns, s.Started, s.Elapsed)
 	if s.LoadAvg != "" {
