@@ -167,8 +167,8 @@ func TestHostilePeers(t *testing.T) {
 }
 
 // hostileOptions: deadlines short enough for the test to take seconds, a
-// partial budget small enough to be reached, a queue limit that one
-// read's answers overrun, and room in MaxConns for the hostile connections
+// partial budget small enough to be reached, a queue limit a quarter of
+// one read's answers, and room in MaxConns for the hostile connections
 // of one kind plus the neighbours (the flood fills it up on purpose).
 func hostileOptions(n int) Options {
 	return Options{
@@ -221,13 +221,15 @@ const (
 //
 //   - partial packets: MaxPartialBytes, plus for every connection held
 //     short what its one read brought (all it sent).
-//   - slow consumers: per connection MaxQueuedBytes plus the answers to
-//     one read (readBufSize of REQUESTs, answered in full) plus one packet.
-//     The pool maps more (the class that holds half as much again: growOut
-//     grows by half, classes double), but only pages written are resident
-//     (all of them under zwdebug, which poisons released buffers).
-//   - deferred REQUESTs: per connection up to MaxPendingRequests plus one
-//     read of them, each a task, a job and an answer of under 256 bytes.
+//   - slow consumers: per connection MaxQueuedBytes plus one packet in the
+//     queue, and the rest of the read that passed the limit, held
+//     undispatched (a read buffer at most). The pool maps more (the class
+//     that holds half as much again: growOut grows by half, classes
+//     double), but only pages written are resident (all of them under
+//     zwdebug, which poisons released buffers).
+//   - deferred REQUESTs: per connection up to MaxPendingRequests, each a
+//     task, a job and an answer of under 256 bytes, and the rest of the
+//     read that reached the cap, held undispatched (a read buffer at most).
 //   - a connection at both ends: the server's Conn (176 bytes) and table
 //     slot, the peer's state here (hostilePeer, ~300 bytes, and what it
 //     received), counted at 4 KiB, twice over for GC headroom.
@@ -241,20 +243,15 @@ const (
 func hostileRSSBound(n int, o Options) int64 {
 	const perConn = 2 * 4 << 10
 	partial := o.MaxPartialBytes + int64(n)*hostilePartialSent
-	queue := int64(o.MaxQueuedBytes + readBufSize + wire.HeaderSize + hostileSlowPayload)
+	queue := int64(o.MaxQueuedBytes + wire.HeaderSize + hostileSlowPayload)
+	held := int64(readBufSize)
 	if debugPoison {
 		// zwdebug poisons a buffer whole when it is released: every page
 		// of the class is written.
-		class := int64(256)
-		for class < queue*3/2 {
-			class *= 2
-		}
-		queue = class
+		queue, held = hostileClass(queue*3/2), hostileClass(held)
 	}
-	slow := int64(n) * queue
-	// The REQUESTs of a read past the cap are held as bytes (one read
-	// buffer at most), counted with the partial packets.
-	pending := int64(n) * hostileMaxPending * 3 * 256
+	slow := int64(n) * (queue + held)
+	pending := int64(n) * (hostileMaxPending*3*256 + readBufSize)
 	conns := int64(perConn) * int64(2*n+hostileConnsSlack) // the flood: MaxConns held, n refused
 	bound := max(partial, slow, pending) + conns + 64<<20
 	if raceEnabled {
@@ -263,6 +260,15 @@ func hostileRSSBound(n int, o Options) int64 {
 		bound *= 4
 	}
 	return bound
+}
+
+// hostileClass is the size of the pool class that holds n bytes.
+func hostileClass(n int64) int64 {
+	class := int64(256)
+	for class < n {
+		class *= 2
+	}
+	return class
 }
 
 // hostileFitFDs checks that the busiest phase (the flood: MaxConns open

@@ -56,8 +56,15 @@ type Options struct {
 	// DisablePayloadCRC stops advertising the PAYLOAD_CRC capability.
 	DisablePayloadCRC bool
 
-	// MaxQueuedBytes caps one connection's queued outbound bytes; over it
-	// the loop stops reading from that connection. Default 4 MiB.
+	// MaxQueuedBytes caps one connection's queued outbound bytes: the
+	// bytes its socket has not taken. The moment the queue passes it, the
+	// loop stops dispatching that connection's packets, keeps the rest of
+	// the read as received (charged to MaxPartialBytes), and reads no more
+	// until the queue has drained to half. Answers to what the peer sends
+	// therefore queue at most MaxQueuedBytes plus one packet; answers to
+	// REQUESTs already deferred (at most MaxPendingRequests) and what the
+	// application sends itself (Server.Send, Broadcast) join the queue
+	// regardless. Default 4 MiB.
 	MaxQueuedBytes int
 	// SlowConsumerTimeout is how long a connection may stay over
 	// MaxQueuedBytes before it gets ERROR SLOW_CONSUMER; default 5s.

@@ -78,7 +78,10 @@ func (c *Conn) appendPacketRef(t wire.FrameType, flags wire.Flags, seq uint64, p
 
 // outTail returns the buffer the next n bytes for c must be appended to,
 // with room for them; order is kept because the shared buffer is used only
-// while c has nothing queued of its own.
+// while c has nothing queued of its own. The shared buffer takes no more
+// than MaxQueuedBytes for one connection: what the socket refuses of it
+// moves to c's queue at once, where each packet after it is checked
+// against the limit.
 func (c *Conn) outTail(n int) *[]byte {
 	l := c.l
 	if c.queued() == 0 && n <= cap(l.wbuf) {
@@ -86,7 +89,7 @@ func (c *Conn) outTail(n int) *[]byte {
 			l.flushShared()
 			l.wOwner = c
 		}
-		if len(l.wbuf)+n <= cap(l.wbuf) {
+		if k := len(l.wbuf) + n; k <= cap(l.wbuf) && k <= c.o.MaxQueuedBytes {
 			return &l.wbuf
 		}
 		l.flushShared()

@@ -53,10 +53,12 @@ func (c *Conn) consume(b []byte) (used, need int) {
 		c.lastRecv = c.l.now
 		c.l.srv.stats.packetsIn.Add(1)
 		c.handle(p)
-		if int(c.deferred) >= c.o.MaxPendingRequests && c.st < stClosing {
-			// The handler has as many REQUESTs in hand as it may: what
-			// is left of this read waits, kept as complete packets
-			// (need 0), until answers go out.
+		if c.paused && c.st < stClosing {
+			// The handler has as many REQUESTs in hand as it may, or the
+			// queue to the peer is over its limit: what is left of this
+			// read waits, kept as complete packets (need 0), until
+			// answers go out. Dispatching it would queue its answers
+			// past the limit.
 			c.rdMore = true
 			return used, 0
 		}
@@ -64,7 +66,8 @@ func (c *Conn) consume(b []byte) (used, need int) {
 	return used, 0
 }
 
-// holding reports complete packets held back by MaxPendingRequests.
+// holding reports complete packets held back by MaxPendingRequests or
+// MaxQueuedBytes.
 func (c *Conn) holding() bool {
 	return c.x != nil && c.x.pendNeed == 0 && len(c.x.pend) > 0
 }
