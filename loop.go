@@ -358,6 +358,14 @@ func (c *Conn) onTimer() {
 		if now-c.overAt >= int64(o.SlowConsumerTimeout) {
 			c.l.srv.stats.slowConsumers.Add(1)
 			c.fail(wire.CodeSlowConsumer, errSlow.Msg, errSlow)
+			if c.st == stClosing && c.queued() > 0 {
+				// The ERROR is queued behind all the peer has not read,
+				// and in the whole deadline the peer did not read the
+				// queue down to half its limit: it would not read all of
+				// it in a linger, which would only read and discard what
+				// it goes on sending. Close now.
+				c.finalClose()
+			}
 		} else {
 			c.l.schedule(c, c.overAt+int64(o.SlowConsumerTimeout))
 		}

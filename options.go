@@ -67,7 +67,15 @@ type Options struct {
 	// regardless. Default 4 MiB.
 	MaxQueuedBytes int
 	// SlowConsumerTimeout is how long a connection may stay over
-	// MaxQueuedBytes before it gets ERROR SLOW_CONSUMER; default 5s.
+	// MaxQueuedBytes before it gets ERROR SLOW_CONSUMER; default 5s. The
+	// ERROR joins the end of the queue. When the socket does not take all
+	// of it at once the connection is closed there and then, without
+	// lingering (the peer, which did not read the queue down to half in
+	// the whole deadline, would not read it all in a linger, and reading on
+	// would only discard what it sends); the close is then a reset. The
+	// net backend queues nothing: a write blocks until the socket takes it,
+	// reading waits meanwhile, and a write blocked for this long closes the
+	// connection at once, without an ERROR.
 	SlowConsumerTimeout time.Duration
 	// MaxPendingRequests caps the REQUESTs of one connection handed to a
 	// worker with Conn.Defer and not yet answered; over it the loop stops
@@ -87,7 +95,8 @@ type Options struct {
 	MaxConns int
 	// CloseLinger bounds how long a closing connection keeps reading (and
 	// discarding) so that its last packets are not destroyed by a reset;
-	// default 2s.
+	// default 2s. A slow consumer whose ERROR cannot leave gets no linger
+	// (see SlowConsumerTimeout).
 	CloseLinger time.Duration
 
 	// BusyPoll makes an idle loop spin on a zero-timeout epoll_wait for this

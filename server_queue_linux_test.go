@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
 	"syscall"
@@ -162,6 +163,48 @@ func TestQueueLimitHolds(t *testing.T) {
 		}
 		if n := s.Stats().SlowConsumers; n != 0 {
 			t.Errorf("SlowConsumers = %d, want 0", n)
+		}
+	})
+}
+
+// TestSlowConsumerClosedAtOnce: a peer that keeps writing and never reads is
+// closed as soon as its SLOW_CONSUMER deadline passes, not after a
+// lingering close: its ERROR is stuck behind the queue it did not read, so
+// lingering would only read and discard what it goes on sending. CloseLinger
+// is a minute here; the close must come long before.
+func TestSlowConsumerClosedAtOnce(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b Backend) {
+		h := &funcHandler{}
+		s := startOn(t, b, h, Options{MaxQueuedBytes: 16 << 10, SlowConsumerTimeout: 100 * time.Millisecond, CloseLinger: time.Minute})
+		r := dialSmall(t, s.Addr().String())
+		r.handshake(0)
+		shrinkSendBuffers(t, s)
+		done := make(chan error, 1)
+		go func() {
+			var seq uint64
+			payload := make([]byte, 8<<10)
+			for {
+				seq++
+				r.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+				if _, err := r.c.Write(wire.AppendPacket(nil, wire.FrameRequest, 0, seq, payload)); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+		waitLong(t, 20*time.Second, "the slow consumer to be closed", func() bool {
+			return s.Stats().SlowConsumers == 1 && s.Stats().Conns == 0
+		})
+		// The peer learns of the close by a reset (it reads nothing, and
+		// the server did not read on to the end of what it sent).
+		if err := <-done; !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+			t.Fatalf("the peer's write ended with %v, want a reset", err)
+		}
+		if b == BackendEpoll && errorsSent(s, wire.CodeSlowConsumer) != 1 {
+			t.Errorf("ErrorsSent[SLOW_CONSUMER] = %d, want 1", errorsSent(s, wire.CodeSlowConsumer))
+		}
+		if errs := h.closedErrs(); len(errs) != 1 || !errors.Is(errs[0], errSlow) {
+			t.Errorf("OnClose errors %v, want one: %v", errs, errSlow)
 		}
 	})
 }
