@@ -126,6 +126,7 @@ type Conn struct {
 	hup        bool // the poller reported the peer's hang-up: read to EOF
 	openCalled bool // OnOpen was called
 	overBudget bool // paused: the server's partial-packet budget is spent
+	refused    bool // past MaxConns: counted in Stats.Refusing, not Conns
 }
 
 // endpoint is the role above the protocol: a server connection's Handler,

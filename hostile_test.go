@@ -94,7 +94,7 @@ func TestHostilePeers(t *testing.T) {
 		// and what it held is back.
 		waitLong(t, 10*time.Second, "the hostile connections to close", func() bool {
 			st := s.Stats()
-			return st.Conns == good && st.PartialBytes == 0
+			return st.Conns == good && st.Refusing == 0 && st.PartialBytes == 0
 		})
 		r.closed = h.closedWith()
 		reports = append(reports, r)
@@ -122,8 +122,8 @@ func TestHostilePeers(t *testing.T) {
 	if d := st.SlowConsumers - slow0; d != uint64(n) {
 		t.Errorf("SlowConsumers grew by %d, want %d", d, n)
 	}
-	// Refused connections count in Stats().Conns while they close; the
-	// cap is on connections served: opened by the handshake.
+	// The cap on connections served (opened by the handshake); Conns,
+	// which counts them from the accept, is checked in the flood.
 	if m := h.maxOpen.Load(); m > int64(o.MaxConns) {
 		t.Errorf("%d connections open at once, over MaxConns %d", m, o.MaxConns)
 	}
@@ -491,7 +491,7 @@ func hostileNoHello(t *testing.T, s *Server, n int, _ *hostileHandler, _ *hostil
 // (c) A flood over MaxConns: with the server full, every new connection
 // gets HELLO and ERROR OVERLOADED and is closed at once, not after any
 // deadline.
-func hostileFlood(t *testing.T, s *Server, n int, h *hostileHandler, _ *hostileMonitor) string {
+func hostileFlood(t *testing.T, s *Server, n int, h *hostileHandler, mon *hostileMonitor) string {
 	o := s.opts
 	// Fill the server up to MaxConns with handshaken, quiet connections.
 	fill := o.MaxConns - int(s.Stats().Conns)
@@ -538,8 +538,17 @@ func hostileFlood(t *testing.T, s *Server, n int, h *hostileHandler, _ *hostileM
 	if g := hostileMedian(gaps); g >= 5*time.Millisecond {
 		t.Errorf("flood: the close came a median %v after the first bytes, want at once", g)
 	}
-	return fmt.Sprintf("%d conns with %d fillers holding MaxConns: HELLO, ERROR OVERLOADED, EOF; connect to close median %v, max %v; first bytes to close median %v",
-		n, fill, hostileMedian(total).Round(time.Microsecond), slices.Max(total).Round(time.Millisecond), hostileMedian(gaps).Round(time.Microsecond))
+	// Refused connections count apart while they close (Refusing), so
+	// Conns, sampled all along, never passes the cap.
+	pk := mon.peak(false)
+	if pk.conns > int64(o.MaxConns) {
+		t.Errorf("flood: Stats().Conns reached %d, over MaxConns %d", pk.conns, o.MaxConns)
+	}
+	if pk.refusing == 0 {
+		t.Errorf("flood: Stats().Refusing never above 0 while %d connections were refused", n)
+	}
+	return fmt.Sprintf("%d conns with %d fillers holding MaxConns: HELLO, ERROR OVERLOADED, EOF; connect to close median %v, max %v; first bytes to close median %v; Conns at most %d, Refusing at most %d",
+		n, fill, hostileMedian(total).Round(time.Microsecond), slices.Max(total).Round(time.Millisecond), hostileMedian(gaps).Round(time.Microsecond), pk.conns, pk.refusing)
 }
 
 // (d) Peers that send big REQUESTs and never read: the server's queue to
@@ -693,15 +702,15 @@ func hostilePipelined(t *testing.T, s *Server, n int, h *hostileHandler, _ *host
 }
 
 // hostileSample is one reading of the process and the server.
-type hostileSample struct{ rss, heap, pool, conns, partial int64 }
+type hostileSample struct{ rss, heap, pool, conns, refusing, partial int64 }
 
 func (a hostileSample) max(b hostileSample) hostileSample {
-	return hostileSample{max(a.rss, b.rss), max(a.heap, b.heap), max(a.pool, b.pool), max(a.conns, b.conns), max(a.partial, b.partial)}
+	return hostileSample{max(a.rss, b.rss), max(a.heap, b.heap), max(a.pool, b.pool), max(a.conns, b.conns), max(a.refusing, b.refusing), max(a.partial, b.partial)}
 }
 
 // hostileMonitor keeps the peaks of the whole run and of the phase: RSS,
-// Conns and PartialBytes every 5 ms, the Go heap and the pool (whose
-// Stats walk every slot) every 50 ms.
+// Conns, Refusing and PartialBytes every 5 ms, the Go heap and the pool
+// (whose Stats walk every slot) every 50 ms.
 type hostileMonitor struct {
 	s       *Server
 	quit    chan struct{}
@@ -729,7 +738,7 @@ func startHostileMonitor(s *Server) *hostileMonitor {
 }
 
 func (m *hostileMonitor) sample(heavy bool) {
-	x := hostileSample{rss: hostileRSS(), conns: m.s.stats.conns.Load(), partial: m.s.stats.partialBytes.Load()}
+	x := hostileSample{rss: hostileRSS(), conns: m.s.stats.conns.Load(), refusing: m.s.stats.refusing.Load(), partial: m.s.stats.partialBytes.Load()}
 	if heavy {
 		x.heap, x.pool = hostileHeapInUse(), hostilePoolInUse(m.s.Stats())
 	}
@@ -743,7 +752,7 @@ func (m *hostileMonitor) snapshot() hostileSample {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st := m.s.Stats()
-	return hostileSample{rss: hostileRSS(), heap: int64(ms.HeapInuse), pool: hostilePoolInUse(st), conns: st.Conns, partial: st.PartialBytes}
+	return hostileSample{rss: hostileRSS(), heap: int64(ms.HeapInuse), pool: hostilePoolInUse(st), conns: st.Conns, refusing: st.Refusing, partial: st.PartialBytes}
 }
 
 // reset starts the run's peaks (all) or the phase's afresh; peak returns

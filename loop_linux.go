@@ -423,7 +423,6 @@ func (l *loop) adopt(fd int, ap netip.AddrPort) {
 		unix.Close(fd)
 		return
 	}
-	refuse := s.overLimit()
 	if ap.IsValid() {
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
@@ -441,7 +440,7 @@ func (l *loop) adopt(fd int, ap netip.AddrPort) {
 		return
 	}
 	c.onTimer() // files the first deadline: the handshake's, or the idle timer's if sooner
-	if refuse {
+	if c.refused {
 		// Refused like any connection that must go: HELLO, ERROR, and a
 		// lingering close, so that the client reads why before any reset.
 		c.fail(wire.CodeOverloaded, errOverloaded.Msg, errOverloaded)

@@ -42,7 +42,6 @@ func (s *Server) acceptNet(ln net.Listener) {
 			nc.Close()
 			continue
 		}
-		refuse := s.overLimit()
 		l, err := newLoop(s, 0, true)
 		if err != nil {
 			nc.Close()
@@ -56,7 +55,7 @@ func (s *Server) acceptNet(ln net.Listener) {
 			continue
 		}
 		s.wg.Add(1)
-		go l.serveConn(c, refuse)
+		go l.serveConn(c, c.refused)
 	}
 }
 

@@ -169,10 +169,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopAccepting()
 	s.eachLoopConn(func(c *Conn) { c.goAway(wire.CodeShuttingDown, "server shutting down") })
 	var err error
-	if s.stats.conns.Load() > 0 {
+	// Refused connections are waited for too: their ERROR OVERLOADED is on
+	// its way, and Close would cut their lingering close short.
+	open := func() bool { return s.stats.conns.Load()+s.stats.refusing.Load() > 0 }
+	if open() {
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
-		for s.stats.conns.Load() > 0 && err == nil {
+		for open() && err == nil {
 			select {
 			case <-ctx.Done():
 				err = ctx.Err()
@@ -303,7 +306,9 @@ func (l *loop) finishTask(t *task, err error) {
 // forget removes a closed connection from the table.
 func (s *Server) forget(c *Conn) {
 	if s.table.Remove(conntable.ID(c.id)) {
-		if s.stats.conns.Add(-1) == 0 && s.state.Load() == stateShutdown {
+		if c.refused {
+			s.stats.refusing.Add(-1)
+		} else if s.stats.conns.Add(-1) == 0 && s.state.Load() == stateShutdown {
 			select {
 			case <-s.drained:
 			default:
@@ -313,21 +318,37 @@ func (s *Server) forget(c *Conn) {
 	}
 }
 
-// register adds a newly accepted connection; false when it was refused.
+// register adds a newly accepted connection to the table, counted as open
+// or, past MaxConns, as refused (c.refused: it must be sent ERROR
+// OVERLOADED and closed); false when the table is full.
 func (s *Server) register(c *Conn) bool {
 	id, err := s.table.Add(c)
 	if err != nil {
 		return false
 	}
 	c.id = ConnID(id)
-	s.stats.conns.Add(1)
 	s.stats.accepted.Add(1)
+	if !s.admit() {
+		c.refused = true
+		s.stats.refusing.Add(1)
+	}
 	return true
 }
 
-// overLimit reports whether a new connection must be refused as OVERLOADED.
-func (s *Server) overLimit() bool {
-	return s.opts.MaxConns > 0 && s.stats.conns.Load() >= int64(s.opts.MaxConns)
+// admit counts one more open connection unless MaxConns are open. The check
+// and the count are one step: loops accepting at the same time cannot both
+// take the last place.
+func (s *Server) admit() bool {
+	limit := int64(s.opts.MaxConns)
+	for {
+		n := s.stats.conns.Load()
+		if limit > 0 && n >= limit {
+			return false
+		}
+		if s.stats.conns.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 type serverEndpoint struct{ h Handler }

@@ -164,6 +164,49 @@ func TestMaxConns(t *testing.T) {
 	})
 }
 
+// TestRefusedNotCounted: a connection refused past MaxConns is counted in
+// Stats().Refusing while its close lingers, not in Conns, and takes no
+// place: with refused ones still closing (their peers neither read on nor
+// close), a place freed admits the next connection.
+func TestRefusedNotCounted(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b Backend) {
+		s := startOn(t, b, &funcHandler{}, Options{MaxConns: 2, CloseLinger: time.Minute})
+		addr := s.Addr().String()
+		var open, refused []*rawConn
+		for i := 0; i < 2; i++ {
+			r := dialRaw(t, addr)
+			r.handshake(0)
+			open = append(open, r)
+		}
+		for i := 0; i < 3; i++ {
+			r := dialRaw(t, addr)
+			r.write(helloPacket(0))
+			r.expectHello()
+			r.expectErrorSeq(0, wire.CodeOverloaded)
+			refused = append(refused, r)
+		}
+		waitFor(t, "three refused connections", func() bool { return s.Stats().Refusing == 3 })
+		if st := s.Stats(); st.Conns != 2 {
+			t.Errorf("Conns = %d with 2 admitted and 3 refused, want 2", st.Conns)
+		}
+		open[0].c.Close()
+		waitFor(t, "a place to free", func() bool { return s.Stats().Conns == 1 })
+		r := dialRaw(t, addr)
+		r.handshake(0)
+		r.echo([]byte("admitted while refused ones close"))
+		if st := s.Stats(); st.Conns != 2 || st.Refusing != 3 {
+			t.Errorf("Conns %d, Refusing %d; want 2 and 3", st.Conns, st.Refusing)
+		}
+		for _, r := range refused {
+			r.c.Close()
+		}
+		waitFor(t, "the refused connections to close", func() bool { return s.Stats().Refusing == 0 })
+		if st := s.Stats(); st.Conns != 2 {
+			t.Errorf("Conns = %d after the refused closed, want 2", st.Conns)
+		}
+	})
+}
+
 // expectErrorOrReset is expectError for a server that closes at once: the
 // ERROR must arrive; the close after it may be a reset, since the client's
 // HELLO is left unread.

@@ -10,6 +10,7 @@ import (
 // counters are updated with atomics from every loop.
 type counters struct {
 	conns         atomic.Int64
+	refusing      atomic.Int64 // refused past MaxConns, still closing: not in conns
 	accepted      atomic.Uint64
 	packetsIn     atomic.Uint64
 	packetsOut    atomic.Uint64
@@ -31,8 +32,9 @@ func (c *counters) countError(code wire.Code) {
 
 // Stats is a snapshot of a server's counters.
 type Stats struct {
-	Conns         int64  // open now
-	Accepted      uint64 // since start
+	Conns         int64  // open now: admitted, not yet closed
+	Refusing      int64  // refused past MaxConns (ERROR OVERLOADED) and still closing; not in Conns
+	Accepted      uint64 // since start, refused ones included
 	PacketsIn     uint64
 	PacketsOut    uint64
 	BytesIn       uint64
@@ -52,7 +54,7 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	st := Stats{
-		Conns: c.conns.Load(), Accepted: c.accepted.Load(),
+		Conns: c.conns.Load(), Refusing: c.refusing.Load(), Accepted: c.accepted.Load(),
 		PacketsIn: c.packetsIn.Load(), PacketsOut: c.packetsOut.Load(),
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 		SlowConsumers: c.slowConsumers.Load(), DroppedSends: c.droppedSends.Load(),
