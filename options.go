@@ -84,7 +84,9 @@ type Options struct {
 	// MaxPartialBytes is the server-wide budget for packets that have
 	// started to arrive but are not complete; over it, a connection keeps
 	// only the bytes its last read brought and pauses reading until the
-	// budget frees. Default 256 MiB.
+	// budget frees. Complete packets held back by MaxPendingRequests or
+	// MaxQueuedBytes (the rest of one read at most per connection) are
+	// charged to it as well, even past it. Default 256 MiB.
 	MaxPartialBytes int64
 	// PartialTimeout bounds how long one packet may take to arrive once
 	// its first bytes have: past it the connection gets ERROR
