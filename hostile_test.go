@@ -39,8 +39,15 @@ import (
 // at once would measure this process's scheduler, not the server.
 func TestHostilePeers(t *testing.T) {
 	n := 2000
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		n = 200
+	case raceEnabled || debugPoison:
+		// These builds look for races and use-after-release, not scale:
+		// slowed several times over, one driver goroutine falls seconds
+		// behind 2000 peers on a loaded machine and their HELLOs arrive
+		// after the handshake deadline. The plain build runs the 2000.
+		n = 500
 	}
 	n = hostileFitFDs(t, n)
 
