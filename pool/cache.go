@@ -17,17 +17,36 @@ const (
 // Release them, and a buffer released elsewhere returns to the shared lists.
 // Buffers parked in a Cache count as in use in Stats until Flush.
 type Cache struct {
-	p    *Pool
-	free [][]*slot // per class, a stack whose capacity is fixed by NewCache
+	p       *Pool
+	maxSize uint
+	debug   bool
+	stacks  []cacheStack // per class
+	scratch []*slot      // for refill
+}
+
+// cacheStack holds parked slots, each armed with the reference its Get
+// hands out under generation gen, so that Get writes nothing shared.
+type cacheStack struct {
+	n     int
+	slots []parked // length fixed by NewCache
+}
+
+type parked struct {
+	s   *slot
+	gen uint32
 }
 
 // NewCache returns an empty Cache in front of p. Call Flush when the owner
 // is done, or the slots it holds stay out of the shared lists.
 func (p *Pool) NewCache() *Cache {
-	c := &Cache{p: p, free: make([][]*slot, len(p.classes))}
-	for i := range c.free {
-		c.free[i] = make([]*slot, 0, min(max(cacheBytes/p.classes[i].size, 1), maxCacheSlots))
+	c := &Cache{p: p, maxSize: uint(p.maxSize), debug: p.debug, stacks: make([]cacheStack, len(p.classes))}
+	half := 0
+	for i := range c.stacks {
+		n := min(max(cacheBytes/p.classes[i].size, 1), maxCacheSlots)
+		c.stacks[i].slots = make([]parked, n)
+		half = max(half, (n+1)/2)
 	}
+	c.scratch = make([]*slot, half)
 	return c
 }
 
@@ -37,37 +56,45 @@ func (p *Pool) NewCache() *Cache {
 //
 // It returns the errors of Pool.Get.
 func (c *Cache) Get(n int) (Buffer, error) {
-	i, err := c.p.classOf(n)
-	if err != nil {
-		return Buffer{}, err
+	// The common case, with no call on the way: a parked slot already
+	// holds its reference, so handing it out writes nothing shared.
+	if uint(n) <= c.maxSize && !c.debug && !c.p.closed.Load() {
+		if k := &c.stacks[classIndex(n)]; k.n > 0 {
+			k.n--
+			e := k.slots[k.n]
+			return Buffer{s: e.s, gen: e.gen, n: uint32(n)}, nil
+		}
 	}
-	stack := c.free[i]
-	if len(stack) == 0 {
-		return c.refill(i, n)
-	}
-	s := stack[len(stack)-1]
-	c.free[i] = stack[:len(stack)-1]
-	return s.handArmed(s.state.Load(), n), nil
+	return c.get(n)
 }
 
-// refill serves Get when the class's stack is empty.
-func (c *Cache) refill(i, n int) (Buffer, error) {
-	cls := &c.p.classes[i]
-	stack := c.free[i]
-	stack = stack[:cls.popN(stack[:(cap(stack)+1)/2])]
-	if len(stack) == 0 {
-		s, err := cls.grow()
-		if err != nil {
-			return Buffer{}, err
-		}
-		return s.hand(n), nil
+// get is Get's general path: refills an empty stack, and in debug mode
+// checks the poison.
+func (c *Cache) get(n int) (Buffer, error) {
+	if uint(n) > c.maxSize || c.p.closed.Load() {
+		return Buffer{}, c.p.getErr(n)
 	}
-	for _, s := range stack {
-		s.arm()
+	i := classIndex(n)
+	k := &c.stacks[i]
+	if k.n == 0 && !c.refill(i, k) {
+		return c.p.classes[i].get(n)
 	}
-	s := stack[len(stack)-1]
-	c.free[i] = stack[:len(stack)-1]
-	return s.handArmed(s.state.Load(), n), nil
+	k.n--
+	e := k.slots[k.n]
+	return e.s.handle(live(e.gen), n), nil
+}
+
+// refill moves up to half a stack of slots from the class's shared stack to
+// k, arming each, and reports whether it moved any.
+func (c *Cache) refill(i int, k *cacheStack) bool {
+	got := c.scratch[:c.p.classes[i].popN(c.scratch[:(len(k.slots)+1)/2])]
+	for j, s := range got {
+		in := s.state.Load()&^spareBits | 1
+		s.state.Store(in)
+		k.slots[j] = parked{s, genOf(in)}
+	}
+	k.n = len(got)
+	return k.n > 0
 }
 
 // Put is Release, except that when the last reference goes the buffer joins
@@ -78,37 +105,61 @@ func (c *Cache) Put(b Buffer) {
 	if s == nil {
 		return
 	}
-	cls := s.reg.cls
-	if cls.pool != c.p {
-		if b.drop("Put", 0) {
-			cls.push(s)
+	// The common case, with no call on the way: the CAS that drops the
+	// last reference also checks b's generation and arms the slot under the
+	// next one. Anything else, a stale b included, fails it.
+	if cls := s.cls; cls.pool == c.p && !c.debug {
+		if k := &c.stacks[cls.index]; k.n < len(k.slots) &&
+			s.state.CompareAndSwap(live(b.gen), live(b.gen+1)) {
+			k.slots[k.n] = parked{s, (b.gen + 1) & genMask}
+			k.n++
+			return
 		}
+	}
+	c.put(b)
+}
+
+// put is Put's general path.
+func (c *Cache) put(b Buffer) {
+	s := b.s
+	cls := s.cls
+	if cls.pool != c.p {
+		b.release("Put")
 		return
 	}
-	if !b.drop("Put", 1) {
+	if !b.drop("Put", true) {
 		return
 	}
-	stack := c.free[cls.index]
-	if len(stack) == cap(stack) {
-		half := len(stack) / 2
-		spill(cls, stack[half:])
-		stack = stack[:half]
+	k := &c.stacks[cls.index]
+	if k.n == len(k.slots) {
+		half := k.n / 2
+		spill(cls, k.slots[half:k.n])
+		k.n = half
 	}
-	c.free[cls.index] = append(stack, s)
+	k.slots[k.n] = parked{s, genOf(s.state.Load())}
+	k.n++
 }
 
 // Flush returns every cached buffer to the pool's shared lists.
 func (c *Cache) Flush() {
-	for i, stack := range c.free {
-		spill(&c.p.classes[i], stack)
-		c.free[i] = stack[:0]
+	for i := range c.stacks {
+		k := &c.stacks[i]
+		spill(&c.p.classes[i], k.slots[:k.n])
+		k.n = 0
 	}
 }
 
-// spill disarms parked slots and pushes them onto cls's shared list.
-func spill(cls *class, slots []*slot) {
-	for _, s := range slots {
-		s.disarm()
+// spill frees parked slots, keeping their generation, which no handle holds
+// yet, and pushes them onto cls's shared stack with one CAS.
+func spill(cls *class, slots []parked) {
+	if len(slots) == 0 {
+		return
 	}
-	cls.pushList(slots)
+	for i, e := range slots[:len(slots)-1] {
+		e.s.state.Store(freeState(e.gen, slots[i+1].s.idx+1))
+	}
+	last := slots[len(slots)-1]
+	h := cls.head.Load()
+	last.s.state.Store(freeState(last.gen, uint32(h)))
+	cls.pushLinked(slots[0].s, last.s, h)
 }

@@ -85,7 +85,7 @@ func panicStale(op string, b Buffer) {
 		panic(msg + " (set Options.Debug or build with -tags zwdebug to learn where)")
 	}
 	if site := s.reg.freedAt[s.idx&s.reg.mask].Load(); site != nil {
-		if uint32(s.state.Load()>>32)-b.gen == 1 {
+		if (genOf(s.state.Load())-b.gen)&genMask == 1 {
 			msg += "; it was released at " + *site
 		} else {
 			msg += "; it was released, and its memory reused, since; last released at " + *site

@@ -6,9 +6,10 @@
 // docs/perf/pool.md.)
 //
 // Buffers come in size classes, 256 bytes doubling up to the pool's
-// MaxSize. Each class keeps its free slots on a lock-free stack; a Cache
-// gives one owner (an event loop) a private stack in front of it, so the
-// common acquire and release touch no shared cache line.
+// MaxSize. Each class keeps its free slots on a lock-free stack, plus one
+// spare slot beside it that a Get right after a Release takes with a single
+// CAS; a Cache gives one owner (an event loop) a private stack in front of
+// them, so the common acquire and release touch no shared cache line.
 //
 // Ownership: a Buffer is a small value handle. The bytes are valid until the
 // last reference is released; each Retain needs one Release. Retain or
@@ -186,21 +187,24 @@ func regionShape(size, regionSize int, maxBytes int64, page int) (slots, regionB
 	return slots, int(bytesFor(slots))
 }
 
-// classOf returns the index of the class serving n bytes.
-func (p *Pool) classOf(n int) (int, error) {
+// classIndex returns the index of the class serving n bytes, for n at most
+// MaxSize. (For n <= 256 the shift leaves 0; above, the class of size
+// 256<<k serves up to that size, and the last class, MaxSize rounded up,
+// the rest.)
+func classIndex(n int) int {
+	return bits.Len(uint(max(n, 1)-1) >> minClassShift)
+}
+
+// getErr returns why Get(n) cannot be served: n is above MaxSize, or the
+// pool is closed.
+func (p *Pool) getErr(n int) error {
 	if p.closed.Load() {
-		return 0, ErrClosed
+		return ErrClosed
 	}
-	if uint(n) > uint(p.maxSize) {
-		if n < 0 {
-			panic("pool: negative size")
-		}
-		return 0, ErrTooLarge
+	if n < 0 {
+		panic("pool: negative size")
 	}
-	if n <= minClassSize {
-		return 0, nil
-	}
-	return min(bits.Len(uint(n-1)>>minClassShift), len(p.classes)-1), nil
+	return ErrTooLarge
 }
 
 // Get returns a buffer of n bytes whose capacity is its class size. The
@@ -211,18 +215,20 @@ func (p *Pool) classOf(n int) (int, error) {
 // of the class is free and MaxBytes is mapped (or the kernel refused more),
 // and ErrClosed after Close. It panics if n is negative.
 func (p *Pool) Get(n int) (Buffer, error) {
-	i, err := p.classOf(n)
-	if err != nil {
-		return Buffer{}, err
+	if uint(n) > uint(p.maxSize) || p.closed.Load() {
+		return Buffer{}, p.getErr(n)
 	}
-	c := &p.classes[i]
-	s := c.pop()
-	if s == nil {
-		if s, err = c.grow(); err != nil {
-			return Buffer{}, err
+	c := &p.classes[classIndex(n)]
+	// The common case, with no call on the way: the class's spare is
+	// free and one CAS on its state puts it in use.
+	if s := c.spare.Load(); s != nil && !c.debug {
+		if st := s.state.Load(); st&spareBits == freeBit|spareMark {
+			if in := st&^spareBits | 1; s.state.CompareAndSwap(st, in) {
+				return Buffer{s: s, gen: genOf(in), n: uint32(n)}, nil
+			}
 		}
 	}
-	return s.hand(n), nil
+	return c.get(n)
 }
 
 // Close unmaps every region and returns ErrClosed if already closed.
@@ -255,10 +261,10 @@ type Stats struct {
 type ClassStats struct {
 	Size  int // capacity of each buffer
 	Slots int // buffers mapped
-	// InUse counts buffers not on the shared free list: those handed out
-	// and not yet released, and those parked in a Cache until its Flush.
-	// (A parked buffer keeps the reference its next Get hands out, which
-	// saves that Get an atomic write.)
+	// InUse counts buffers that are not free: those handed out and not
+	// yet released, and those parked in a Cache until its Flush. (A parked
+	// buffer keeps the reference its next Get hands out, which saves that
+	// Get an atomic write.)
 	InUse      int
 	InUseBytes int64 // InUse times Size
 }

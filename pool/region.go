@@ -37,9 +37,10 @@ func (r *region) bytes(s *slot) []byte {
 	return r.mem[off : off+r.size : off+r.size]
 }
 
-// grow maps a new region, keeps its first slot for the caller and pushes the
-// rest. It takes pool.mu: this is the one slow path allowed a lock.
-func (c *class) grow() (*slot, error) {
+// grow maps a new region, puts its first slot in use with one reference and
+// returns it and its state, and pushes the rest. It takes pool.mu: this is
+// the one slow path allowed a lock.
+func (c *class) grow() (*slot, uint64, error) {
 	p := c.pool
 	if p.mapped.Load()+int64(c.regionBytes) > p.maxBytes {
 		// Full: fail without the lock, so a storm of Gets at the cap does
@@ -49,10 +50,13 @@ func (c *class) grow() (*slot, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed.Load() {
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
-	if s := c.pop(); s != nil {
-		return s, nil // another Get mapped a region while this one waited
+	if s, st := c.takeSpare(); s != nil {
+		return s, st, nil // a Release freed a slot while this Get waited
+	}
+	if s, st := c.pop(); s != nil {
+		return s, st, nil // another Get mapped a region while this one waited
 	}
 	if p.mapped.Load()+int64(c.regionBytes) > p.maxBytes {
 		return c.exhausted(nil)
@@ -74,7 +78,8 @@ func (c *class) grow() (*slot, error) {
 		s := &r.slots[i]
 		s.idx = first + uint32(i)
 		s.reg = r
-		s.next.Store(s.idx + 2) // links each slot to the one after it
+		s.cls = c
+		s.state.Store(freeState(0, s.idx+2)) // links each slot to the one after it
 	}
 	if r.debug {
 		r.freedAt = make([]atomic.Pointer[string], len(r.slots))
@@ -83,23 +88,32 @@ func (c *class) grow() (*slot, error) {
 	c.regions[c.nregions].Store(r)
 	c.nregions++
 	p.mapped.Add(int64(c.regionBytes))
-	if len(r.slots) > 1 {
-		c.pushChain(&r.slots[1], &r.slots[len(r.slots)-1])
+	if n := len(r.slots); n > 1 {
+		last := &r.slots[n-1]
+		h := c.head.Load()
+		last.state.Store(freeState(0, uint32(h)))
+		c.pushLinked(&r.slots[1], last, h)
 	}
-	return &r.slots[0], nil
+	s := &r.slots[0]
+	s.state.Store(live(0))
+	return s, live(0), nil
 }
 
-// exhausted counts a failed Get and returns the slot it can find, if a
-// Release freed one since the caller looked, or ErrExhausted wrapping cause.
-func (c *class) exhausted(cause error) (*slot, error) {
-	if s := c.pop(); s != nil {
-		return s, nil
+// exhausted counts a failed Get and returns the slot it can find, in use
+// with its state, if a Release freed one since the caller looked, or
+// ErrExhausted wrapping cause.
+func (c *class) exhausted(cause error) (*slot, uint64, error) {
+	if s, st := c.takeSpare(); s != nil {
+		return s, st, nil
+	}
+	if s, st := c.pop(); s != nil {
+		return s, st, nil
 	}
 	c.pool.failures.Add(1)
 	if cause != nil {
-		return nil, fmt.Errorf("%w: %w", ErrExhausted, cause)
+		return nil, 0, fmt.Errorf("%w: %w", ErrExhausted, cause)
 	}
-	return nil, ErrExhausted
+	return nil, 0, ErrExhausted
 }
 
 // unmapAll unmaps every region of c and forgets them; pool.mu is held.
@@ -113,6 +127,7 @@ func (c *class) unmapAll() error {
 	}
 	c.nregions = 0
 	c.head.Store(0)
+	c.spare.Store(nil)
 	return first
 }
 
@@ -122,7 +137,7 @@ func (c *class) stats() ClassStats {
 	for i := range c.nregions {
 		r := c.regions[i].Load()
 		for j := range r.slots {
-			if r.slots[j].refs() > 0 {
+			if r.slots[j].state.Load()&freeBit == 0 {
 				cs.InUse++
 			}
 		}

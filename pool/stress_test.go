@@ -175,3 +175,79 @@ func TestStress(t *testing.T) {
 		t.Errorf("draining the free lists mapped more: %d bytes, was %d", after.MappedBytes, st.MappedBytes)
 	}
 }
+
+// TestStressSpare has goroutines get and release buffers of one class
+// through the Pool alone, each holding zero to three at a time, so that the
+// class's spare is taken, given back and moved between slots by several
+// goroutines at once. A spare that the moves left behind would be free but
+// out of every Get's reach: the drain at the end finds every slot exactly
+// once without mapping more, and the patterns catch two live handles on
+// one slot.
+func TestStressSpare(t *testing.T) {
+	const (
+		workers = 4
+		rounds  = 20000
+		size    = 512
+	)
+	p := newPool(t, pool.Options{MaxBytes: 16 * size, MaxSize: 4096, RegionSize: 4 * size})
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 2))
+			var held []owned
+			drop := func(i int) bool {
+				o := held[i]
+				held = append(held[:i], held[i+1:]...)
+				if !intact(o.b.Bytes(), o.id) {
+					errs <- errors.New("a live buffer's pattern was overwritten")
+					return false
+				}
+				o.b.Release()
+				return true
+			}
+			for r := range rounds {
+				if len(held) == 3 || len(held) > 0 && rng.IntN(2) == 0 {
+					if !drop(rng.IntN(len(held))) {
+						return
+					}
+					continue
+				}
+				b, err := p.Get(size)
+				if errors.Is(err, pool.ErrExhausted) {
+					continue
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				o := owned{b, uint64(w)<<32 | uint64(r)}
+				stamp(b.Bytes(), o.id)
+				held = append(held, o)
+			}
+			for len(held) > 0 {
+				if !drop(0) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	st := p.Stats().Classes[1]
+	if st.InUse != 0 {
+		t.Fatalf("%d buffers in use after every release", st.InUse)
+	}
+	seen := map[*byte]bool{}
+	for range st.Slots {
+		seen[&get(t, p, size).Bytes()[0]] = true
+	}
+	if len(seen) != st.Slots || p.Stats().Classes[1].Slots != st.Slots {
+		t.Fatalf("%d distinct buffers of %d slots; slots now %d", len(seen), st.Slots, p.Stats().Classes[1].Slots)
+	}
+}
