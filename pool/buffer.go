@@ -16,7 +16,8 @@ type Buffer struct {
 }
 
 // slot is the Go-heap metadata of one buffer: 32 bytes, so two slots share
-// a cache line and none straddles two.
+// a cache line and none straddles two. In classes of spreadSize and up the
+// slots sit a cache line apart (see region.spread).
 //
 // state is the one word every operation on the buffer reads and changes, so
 // that a single CAS both checks that a handle is current and changes the

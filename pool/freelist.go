@@ -42,6 +42,7 @@ type class struct {
 	debug       bool
 	shift       uint // log2 of slots per region
 	regionBytes int
+	spread      uint // region.spread of its regions
 	regions     []atomic.Pointer[region]
 	nregions    int // regions mapped; guarded by pool.mu
 
@@ -57,6 +58,9 @@ func (c *class) init(p *Pool, index, size, slots, regionBytes int) {
 	c.index = index
 	c.size = size
 	c.debug = p.debug
+	if size >= spreadSize {
+		c.spread = 1
+	}
 	for 1<<c.shift < slots {
 		c.shift++
 	}
@@ -66,8 +70,7 @@ func (c *class) init(p *Pool, index, size, slots, regionBytes int) {
 
 // slot returns the slot with index i.
 func (c *class) slot(i uint32) *slot {
-	r := c.regions[i>>c.shift].Load()
-	return &r.slots[i&(1<<c.shift-1)]
+	return c.regions[i>>c.shift].Load().slot(i & (1<<c.shift - 1))
 }
 
 // get takes a free slot, puts it in use with one reference and returns it

@@ -25,11 +25,27 @@ type region struct {
 	mask  uint32 // slot index within the class to index within the region
 	debug bool
 	cls   *class
-	slots []slot
+	// slots holds the slots, one every 1<<spread entries. Slots of
+	// neighbouring indexes often belong to different owners (two event
+	// loops' Caches, each refilled with a few slots at a time): where they
+	// share a cache line, each owner's CAS on its own slot steals the line
+	// from the other. Spread 1 gives every slot a line to itself, which
+	// costs 32 bytes of Go heap per buffer, so it is used from spreadSize
+	// up, where that is at most 1/128 of the buffer and where Caches hold
+	// the fewest slots of a class, so that neighbours are most often held
+	// by different owners.
+	slots  []slot
+	spread uint
 	// freedAt, in debug mode only, holds for each slot the call site of the
 	// release that last freed it.
 	freedAt []atomic.Pointer[string]
 }
+
+// spreadSize is the smallest class whose slots sit a cache line apart.
+const spreadSize = 4096
+
+// slot returns the slot with index j within r.
+func (r *region) slot(j uint32) *slot { return &r.slots[j<<r.spread] }
 
 // bytes returns the whole of slot s's memory.
 func (r *region) bytes(s *slot) []byte {
@@ -66,35 +82,37 @@ func (c *class) grow() (*slot, uint64, error) {
 		return c.exhausted(err)
 	}
 	r := &region{
-		mem:   mem,
-		size:  c.size,
-		mask:  1<<c.shift - 1,
-		debug: p.debug,
-		cls:   c,
-		slots: make([]slot, 1<<c.shift),
+		mem:    mem,
+		size:   c.size,
+		mask:   1<<c.shift - 1,
+		debug:  p.debug,
+		cls:    c,
+		slots:  make([]slot, 1<<c.shift<<c.spread),
+		spread: c.spread,
 	}
+	n := uint32(1) << c.shift
 	first := uint32(c.nregions) << c.shift
-	for i := range r.slots {
-		s := &r.slots[i]
-		s.idx = first + uint32(i)
+	for i := range n {
+		s := r.slot(i)
+		s.idx = first + i
 		s.reg = r
 		s.cls = c
 		s.state.Store(freeState(0, s.idx+2)) // links each slot to the one after it
 	}
 	if r.debug {
-		r.freedAt = make([]atomic.Pointer[string], len(r.slots))
+		r.freedAt = make([]atomic.Pointer[string], n)
 		poison(mem)
 	}
 	c.regions[c.nregions].Store(r)
 	c.nregions++
 	p.mapped.Add(int64(c.regionBytes))
-	if n := len(r.slots); n > 1 {
-		last := &r.slots[n-1]
+	if n > 1 {
+		last := r.slot(n - 1)
 		h := c.head.Load()
 		last.state.Store(freeState(0, uint32(h)))
-		c.pushLinked(&r.slots[1], last, h)
+		c.pushLinked(r.slot(1), last, h)
 	}
-	s := &r.slots[0]
+	s := r.slot(0)
 	s.state.Store(live(0))
 	return s, live(0), nil
 }
@@ -136,8 +154,8 @@ func (c *class) stats() ClassStats {
 	cs := ClassStats{Size: c.size, Slots: c.nregions << c.shift}
 	for i := range c.nregions {
 		r := c.regions[i].Load()
-		for j := range r.slots {
-			if r.slots[j].state.Load()&freeBit == 0 {
+		for j := range uint32(1) << c.shift {
+			if r.slot(j).state.Load()&freeBit == 0 {
 				cs.InUse++
 			}
 		}
