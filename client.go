@@ -190,6 +190,7 @@ func engine(b Backend, busy time.Duration) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.forClients = true
 	s.state.Store(stateRunning)
 	if b == BackendEpoll {
 		if err := s.startLoops(nil); err != nil {

@@ -29,6 +29,9 @@ type Server struct {
 	backend Backend
 	sep     serverEndpoint
 	hello   []byte // this side's HELLO payload
+	// forClients marks the engine that hosts Dial's connections (client.go):
+	// its loops sleep without yielding first (see loop.run).
+	forClients bool
 
 	mu      sync.Mutex
 	state   atomic.Int32
