@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -22,89 +23,156 @@ import (
 // sends until it closes. Whatever came in, what goes out must be valid
 // packets: HELLO first (when anything is sent), then only RESPONSE, PONG,
 // ERROR and GOAWAY; an ERROR with seq 0 is the last packet and carries a
-// defined code; and once the server has closed, it holds no connection
-// and no partial packet. A panic on the loop ends the process: the fuzzer
-// reports it as a crash.
+// defined code; and once the server has closed, it holds no connection, no
+// partial packet and (on Linux) no pool buffer, and OnClose has followed
+// every OnOpen. A panic on the loop ends the process: the fuzzer reports it
+// as a crash.
 //
-// The server is started once per process and shared by every input.
+// The server is started once per process and shared by every input. On
+// Linux each input is one end of a socket pair adopted straight into the
+// server's only loop (fuzzconn_linux_test.go): no TCP handshake, no accept,
+// and the end of the connection is awaited through the loop rather than
+// with sleeps. Elsewhere each input dials the server over TCP.
 func FuzzServerConn(f *testing.F) {
 	for _, seed := range fzSeeds() {
 		f.Add(seed, uint64(0)) // whole
 		f.Add(seed, uint64(1)) // a byte at a time
 		f.Add(seed, uint64(2)) // in pieces
+		f.Add(seed, uint64(3)) // cut anywhere
 	}
 	f.Fuzz(func(t *testing.T, stream []byte, split uint64) {
 		s := fzServer(t)
-		out := fzExchange(t, s, stream, split)
+		out := fzExchange(t, fzConnect(t, s), stream, split)
 		if err := fzCheckOutput(out); err != nil {
 			t.Fatalf("%v\ninput %x", err, stream)
 		}
-		// The server has closed its side; the connection is gone from its
-		// table and its partial packet from the budget.
-		deadline := time.Now().Add(5 * time.Second)
-		for st := s.Stats(); st.Conns != 0 || st.PartialBytes != 0; st = s.Stats() {
-			if time.Now().After(deadline) {
-				t.Fatalf("after the close: Stats().Conns %d, PartialBytes %d", st.Conns, st.PartialBytes)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		fzSettle(t, s)
 	})
 }
 
 // TestFuzzServerConnAnswers checks that the fuzz target's exchange gets
-// answers at all: a valid stream, in one piece and a byte at a time, is
-// answered with HELLO, a RESPONSE per REQUEST and a PONG per PING.
+// answers at all, through the transport the target uses (fzConnect) and
+// over TCP: a valid stream, in one piece and a byte at a time, is answered
+// with HELLO, a RESPONSE per REQUEST and a PONG per PING, and the server
+// then settles.
 func TestFuzzServerConnAnswers(t *testing.T) {
 	valid := fzSeeds()[2]
-	for _, split := range []uint64{0, 1, 2} {
-		out := fzExchange(t, fzServer(t), valid, split)
-		var got []wire.FrameType
-		for len(out) > 0 {
-			p, n, err := wire.Parse(out, wire.Limits{MaxPacketSize: 1 << 30})
-			if err != nil {
-				t.Fatal(err)
+	s := fzServer(t)
+	for name, connect := range map[string]func(*testing.T, *Server) fzPipe{"fzConnect": fzConnect, "tcp": fzDialTCP} {
+		for _, split := range []uint64{0, 1, 2} {
+			out := fzExchange(t, connect(t, s), valid, split)
+			var got []wire.FrameType
+			for len(out) > 0 {
+				p, n, err := wire.Parse(out, wire.Limits{MaxPacketSize: 1 << 30})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, out = append(got, p.Type()), out[n:]
 			}
-			got, out = append(got, p.Type()), out[n:]
+			want := []wire.FrameType{wire.FrameHello, wire.FrameResponse, wire.FramePong, wire.FrameResponse, wire.FrameResponse}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s, split %d: got %v, want %v", name, split, got, want)
+			}
+			fzSettle(t, s)
 		}
-		want := []wire.FrameType{wire.FrameHello, wire.FrameResponse, wire.FramePong, wire.FrameResponse, wire.FrameResponse}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("split %d: got %v, want %v", split, got, want)
-		}
+	}
+	if h := s.handler.(*echoHandler); h.opened.Load() == 0 || h.data.Load() == 0 {
+		t.Errorf("OnOpen ran %d times, DATA reached the handler %d times", h.opened.Load(), h.data.Load())
 	}
 }
 
-// fzExchange writes stream to a new connection whole (split%4 == 0), a
-// byte at a time (1), or in pieces of 1 to 64 bytes drawn from split
-// (2, 3), half-closes, and returns everything the server sent until it
-// closed.
-func fzExchange(t *testing.T, s *Server, stream []byte, split uint64) []byte {
+// fzPipe is the test's end of a connection to the server.
+type fzPipe interface {
+	io.ReadWriteCloser
+	CloseWrite() error
+}
+
+// fzDialTCP connects to the server's listener, with a 5 s deadline.
+func fzDialTCP(t *testing.T, s *Server) fzPipe {
 	c, err := net.Dial("tcp", s.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	// TCP_NODELAY (Go's default) sends each piece on its own.
-	r := rand.New(rand.NewPCG(split, split>>32))
-	for rest := stream; len(rest) > 0; {
-		n := len(rest)
-		switch split % 4 {
-		case 1:
-			n = 1
-		case 2, 3:
-			n = min(n, 1+r.IntN(64))
-		}
-		if _, err := c.Write(rest[:n]); err != nil {
+	return c.(*net.TCPConn)
+}
+
+// fzExchange writes stream to c, half-closes, returns everything the
+// server sent until it closed, and closes c. The stream goes in at most
+// fzMaxWrites writes, cut as split says (fzCuts).
+func fzExchange(t *testing.T, c fzPipe, stream []byte, split uint64) []byte {
+	defer c.Close()
+	// Each piece is a write of its own (TCP_NODELAY, Go's default, sends
+	// it on its own); how many reach the server in one read is up to the
+	// race between this writer and the loop.
+	prev := 0
+	for _, cut := range append(fzCuts(len(stream), split), len(stream)) {
+		if _, err := c.Write(stream[prev:cut]); err != nil {
 			break // the server closed first; what it sent is checked
 		}
-		rest = rest[n:]
+		prev = cut
 	}
-	c.(*net.TCPConn).CloseWrite()
+	c.CloseWrite()
 	out, err := io.ReadAll(c)
 	if err != nil && !fzReset(err) {
 		t.Fatalf("reading what the server sent: %v (%d bytes so far)", err, len(out))
 	}
 	return out
+}
+
+// fzSettle waits until the server has finished with the connection that
+// just ended: it is gone from the table and its partial packet from the
+// budget, OnClose has followed every OnOpen, and (fzIdle) what else the
+// platform can check holds. The waiting is fzWait's.
+func fzSettle(t *testing.T, s *Server) {
+	h := s.handler.(*echoHandler)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.stats.conns.Load() != 0 || s.stats.partialBytes.Load() != 0 || h.opened.Load() != h.closed.Load() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the close: %d connections, %d partial bytes, OnOpen %d times and OnClose %d",
+				s.stats.conns.Load(), s.stats.partialBytes.Load(), h.opened.Load(), h.closed.Load())
+		}
+		fzWait(s)
+	}
+	if err := fzIdle(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fzMaxWrites bounds the writes per input. Every write wakes the loop, so
+// an input of a few KiB sent a byte at a time took a second, and the
+// fuzzer spent most of its time on such inputs; cuts at chosen places
+// reach the same states of the reader (a header, a payload or a trailer
+// cut anywhere) at a bounded cost.
+const fzMaxWrites = 64
+
+// fzCuts returns the offsets, ascending, at which a stream of n bytes is
+// cut: none (split%4 == 0); after each of the first fzMaxWrites-1 bytes
+// (1); or at 1 to fzMaxWrites-1 places drawn from split (2, 3), in pieces
+// of 1 to 64 bytes (2) or anywhere in the stream (3).
+func fzCuts(n int, split uint64) []int {
+	var cuts []int
+	r := rand.New(rand.NewPCG(split, split>>32))
+	switch split % 4 {
+	case 1:
+		for k := 1; k < n && len(cuts) < fzMaxWrites-1; k++ {
+			cuts = append(cuts, k)
+		}
+	case 2:
+		for k := 1 + r.IntN(64); k < n && len(cuts) < fzMaxWrites-1; k += 1 + r.IntN(64) {
+			cuts = append(cuts, k)
+		}
+	case 3:
+		if n < 2 {
+			break
+		}
+		for range 1 + r.IntN(fzMaxWrites-1) {
+			cuts = append(cuts, 1+r.IntN(n-1))
+		}
+		slices.Sort(cuts)
+		cuts = slices.Compact(cuts)
+	}
+	return cuts
 }
 
 // fzReset reports a reset: the server closed with bytes of ours unread,
@@ -157,8 +225,9 @@ func fzCheckOutput(out []byte) error {
 }
 
 // fzServer is the server every input runs against, started on first use:
-// an echo server on the epoll backend, with a handshake deadline short
-// enough that an input without a HELLO costs little.
+// an echo server with one loop, on the epoll backend where there is one,
+// with a handshake deadline short enough that an input without a HELLO
+// costs little. It listens on loopback too, for the TCP path.
 var fzShared struct {
 	once sync.Once
 	s    *Server
@@ -171,7 +240,7 @@ func fzServer(t *testing.T) *Server {
 		if !epollAvailable {
 			b = BackendNet
 		}
-		s, err := NewServer(&echoHandler{}, Options{Backend: b, HandshakeTimeout: time.Second, PartialTimeout: time.Second,
+		s, err := NewServer(&echoHandler{}, Options{Backend: b, Loops: 1, HandshakeTimeout: time.Second, PartialTimeout: time.Second,
 			Logger: slog.New(slog.DiscardHandler)})
 		if err == nil {
 			err = s.Listen("127.0.0.1:0")
