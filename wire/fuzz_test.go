@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"testing"
 	"unicode/utf8"
@@ -200,4 +202,123 @@ func FuzzGoAway(f *testing.F) {
 			t.Fatalf("raw %x did not round-trip", raw)
 		}
 	})
+}
+
+// FuzzParsePacket is the lean companion of FuzzParse: one Parse call per
+// input, its verdict checked against the header's bytes read
+// independently. FuzzParse's stream walk, header-alone re-parse,
+// re-encoding and every-prefix loop make each of its inputs cost tens of
+// Parse calls; this target spends its executions on Parse alone.
+func FuzzParsePacket(f *testing.F) {
+	for _, tc := range ruleCases() {
+		f.Add(tc.b, tc.lim.MaxPacketSize, tc.lim.PayloadCRC, false)
+	}
+	f.Add(AppendPacket(nil, FrameHello, 0, 0, AppendHello(nil, validHello)), uint32(4096), false, true)
+	f.Add(AppendPacket(nil, FrameRequest, FlagPayloadCRC, 1, []byte("checked")), uint32(0), true, false)
+	f.Add([]byte("ZWIR"), uint32(0), false, false)
+	f.Fuzz(func(t *testing.T, b []byte, max uint32, crc bool, fix bool) {
+		lim := Limits{MaxPacketSize: max, PayloadCRC: crc}
+		if fix {
+			b = bytes.Clone(b)
+			repair(b)
+		}
+		p, n, err := Parse(b, lim)
+		if msg := checkVerdict(b, lim, p, n, err); msg != "" {
+			t.Fatalf("%s\nParse(%x, %+v) = %+v, %d, %v", msg, b, lim, p.Header, n, err)
+		}
+	})
+}
+
+// checkVerdict returns what is wrong with Parse(b, lim) = p, n, err, or "".
+// The header rules are checked in the contract's order from b's bytes;
+// a rejection past them must be a PROTOCOL_ERROR (FuzzParse and
+// rules_test.go check which rule); whatever Parse accepts must keep every
+// rule and be a well-formed view of b.
+func checkVerdict(b []byte, lim Limits, p Packet, n int, err error) string {
+	max := lim.MaxPacketSize
+	if max == 0 {
+		max = DefaultMaxPacketSize
+	}
+	if len(b) < HeaderSize {
+		if err != ErrIncomplete || n != HeaderSize {
+			return "short input: want ErrIncomplete, n = 24"
+		}
+		return ""
+	}
+	le := binary.LittleEndian
+	size := le.Uint32(b[8:12])
+	var want error
+	switch {
+	case le.Uint32(b[0:4]) != 0x5249575a: // "ZWIR"
+		want = errBadMagic
+	case le.Uint16(b[4:6]) != 1:
+		want = errBadVersion
+	case crc32.Checksum(b[:20], crc32.MakeTable(crc32.Castagnoli)) != le.Uint32(b[20:24]):
+		want = errHeaderChecksum
+	case size < HeaderSize:
+		want = errSizeTooSmall
+	case size > max:
+		want = errFrameTooLarge
+	}
+	if want != nil {
+		if err != want || n != 0 {
+			return fmt.Sprintf("want %v, n = 0", want)
+		}
+		return ""
+	}
+	var e *Error
+	switch {
+	case err == ErrIncomplete:
+		if n != int(size) || n <= len(b) {
+			return "incomplete: n must be the header's size, beyond the input"
+		}
+	case errors.As(err, &e):
+		if e.Code != CodeProtocolError || n != 0 {
+			return "a rule past the header: want PROTOCOL_ERROR, n = 0"
+		}
+	case err != nil:
+		return "an error that is not a *Error"
+	default:
+		flags := Flags(le.Uint16(b[6:8]))
+		plen := int(size) - HeaderSize
+		if flags&FlagPayloadCRC != 0 {
+			plen -= TrailerSize
+			if !lim.PayloadCRC || Checksum(b[HeaderSize:HeaderSize+plen]) != le.Uint32(b[size-4:size]) {
+				return "PAYLOAD_CRC accepted without negotiation or with a wrong trailer"
+			}
+		}
+		switch {
+		case n != int(size) || n > len(b):
+			return "n is not the header's size"
+		case p.Header != Header{Version: 1, Flags: flags, Size: size, Seq: le.Uint64(b[12:20])}:
+			return "the header does not match the bytes"
+		case flags&reservedMask != 0 || flags.Type() > FrameGoAway:
+			return "reserved bits or an unknown type accepted"
+		case flags&FlagPayloadCRC != 0 && flags.Type() == FrameHello:
+			return "PAYLOAD_CRC accepted on HELLO"
+		case flags&FlagCopy != 0 && (flags.Type() == FrameResponse || flags.Type() == FramePong):
+			return "COPY accepted on an answer"
+		case (flags.Type() == FramePing || flags.Type() == FramePong) && size-HeaderSize > MaxPingPayload:
+			return "a PING or PONG over 64 bytes accepted"
+		case (flags.Type() == FrameHello || flags.Type() == FrameGoAway) && p.Seq != 0:
+			return "HELLO or GOAWAY with a seq accepted"
+		case len(p.Payload) != plen || cap(p.Payload) != plen:
+			return "the payload's length or capacity is not the packet's"
+		case plen > 0 && &p.Payload[0] != &b[HeaderSize]:
+			return "the payload is not a view of the input"
+		}
+		var perr error
+		switch p.Type() {
+		case FrameHello:
+			_, perr = ParseHello(p.Payload)
+		case FrameError:
+			_, _, perr = ParseErrorPayload(p.Payload)
+		case FrameGoAway:
+			_, perr = ParseGoAway(p.Payload)
+		}
+		if perr != nil {
+			return fmt.Sprintf("the payload parser rejects what Parse accepted: %v", perr)
+		}
+	}
+	return ""
 }
