@@ -52,9 +52,9 @@ func FuzzServerConn(f *testing.F) {
 
 // TestFuzzServerConnAnswers checks that the fuzz target's exchange gets
 // answers at all, through the transport the target uses (fzConnect) and
-// over TCP: a valid stream, in one piece and a byte at a time, is answered
-// with HELLO, a RESPONSE per REQUEST and a PONG per PING, and the server
-// then settles.
+// over TCP: a valid stream, whole, a byte at a time and in pieces, is
+// answered with HELLO, a RESPONSE per REQUEST and a PONG per PING, its
+// DATA reaches the handler, and the server then settles.
 func TestFuzzServerConnAnswers(t *testing.T) {
 	valid := fzSeeds()[2]
 	s := fzServer(t)
