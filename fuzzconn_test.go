@@ -121,16 +121,17 @@ func fzExchange(t *testing.T, c fzPipe, stream []byte, split uint64) []byte {
 }
 
 // fzSettle waits until the server has finished with the connection that
-// just ended: it is gone from the table and its partial packet from the
-// budget, OnClose has followed every OnOpen, and (fzIdle) what else the
+// just ended: it is gone from the table (and from the refused ones) and
+// its partial packet from the budget, OnClose has followed every OnOpen, and (fzIdle) what else the
 // platform can check holds. The waiting is fzWait's.
 func fzSettle(t *testing.T, s *Server) {
 	h := s.handler.(*echoHandler)
 	deadline := time.Now().Add(5 * time.Second)
-	for s.stats.conns.Load() != 0 || s.stats.partialBytes.Load() != 0 || h.opened.Load() != h.closed.Load() {
+	st := &s.stats
+	for st.conns.Load() != 0 || st.refusing.Load() != 0 || st.partialBytes.Load() != 0 || h.opened.Load() != h.closed.Load() {
 		if time.Now().After(deadline) {
-			t.Fatalf("after the close: %d connections, %d partial bytes, OnOpen %d times and OnClose %d",
-				s.stats.conns.Load(), s.stats.partialBytes.Load(), h.opened.Load(), h.closed.Load())
+			t.Fatalf("after the close: %d connections (%d refusing), %d partial bytes, OnOpen %d times and OnClose %d",
+				st.conns.Load(), st.refusing.Load(), st.partialBytes.Load(), h.opened.Load(), h.closed.Load())
 		}
 		fzWait(s)
 	}
