@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -228,15 +227,6 @@ func TestCopyDataRetained(t *testing.T) {
 		waitFor(t, "the connection to close", func() bool { return s.Stats().Conns == 0 })
 		waitPoolBack(t, func() pool.Stats { return settledPool(s) }, base)
 	})
-}
-
-// fdLimit is the soft limit on open files.
-func fdLimit(t *testing.T) int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		t.Fatal(err)
-	}
-	return int(rl.Cur)
 }
 
 // TestManyConnections opens thousands of concurrent connections (both ends
