@@ -88,18 +88,26 @@ func checkStream(t *testing.T, b []byte, lim Limits) {
 // checkParsedPayload checks that the payload of a parsed packet satisfies its
 // frame type's parser, since Parse enforced the same rules.
 func checkParsedPayload(t *testing.T, p Packet) {
-	var err error
-	switch p.Type() {
-	case FrameHello:
-		_, err = ParseHello(p.Payload)
-	case FrameError:
-		_, _, err = ParseErrorPayload(p.Payload)
-	case FrameGoAway:
-		_, err = ParseGoAway(p.Payload)
-	}
-	if err != nil {
+	if err := payloadErr(p); err != nil {
 		t.Fatalf("%v payload rejected after Parse accepted it: %v", p.Type(), err)
 	}
+}
+
+// payloadErr is the verdict of p's frame type's own payload parser (nil
+// for types without one).
+func payloadErr(p Packet) error {
+	switch p.Type() {
+	case FrameHello:
+		_, err := ParseHello(p.Payload)
+		return err
+	case FrameError:
+		_, _, err := ParseErrorPayload(p.Payload)
+		return err
+	case FrameGoAway:
+		_, err := ParseGoAway(p.Payload)
+		return err
+	}
+	return nil
 }
 
 func FuzzParse(f *testing.F) {
@@ -307,16 +315,7 @@ func checkVerdict(b []byte, lim Limits, p Packet, n int, err error) string {
 		case plen > 0 && &p.Payload[0] != &b[HeaderSize]:
 			return "the payload is not a view of the input"
 		}
-		var perr error
-		switch p.Type() {
-		case FrameHello:
-			_, perr = ParseHello(p.Payload)
-		case FrameError:
-			_, _, perr = ParseErrorPayload(p.Payload)
-		case FrameGoAway:
-			_, perr = ParseGoAway(p.Payload)
-		}
-		if perr != nil {
+		if perr := payloadErr(p); perr != nil {
 			return fmt.Sprintf("the payload parser rejects what Parse accepted: %v", perr)
 		}
 	}
