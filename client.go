@@ -239,16 +239,30 @@ func Dial(ctx context.Context, network, addr string, opts *ClientOptions) (*Clie
 	case <-cl.ready:
 		select {
 		case <-cl.doneCh: // refused right after the HELLO exchange
-			return nil, cl.err
+			return nil, cl.dialErr()
 		default:
 			return cl, nil
 		}
 	case <-cl.doneCh:
-		return nil, cl.err
+		return nil, cl.dialErr()
 	case <-ctx.Done():
 		cl.Close()
 		return nil, ctx.Err()
 	}
+}
+
+// errHandshakeClosed is Dial's error for a connection that ended cleanly
+// before it could be used: a peer that closed, or said GOAWAY, during the
+// HELLO exchange.
+var errHandshakeClosed = errors.New("zerowire: connection closed during the HELLO exchange")
+
+// dialErr is why a connection that ended during Dial cannot be used; a
+// clean end still fails Dial, which must not return a nil Client.
+func (cl *Client) dialErr() error {
+	if cl.err != nil {
+		return cl.err
+	}
+	return errHandshakeClosed
 }
 
 // newClientConn makes the connection's state; the caller registers it.

@@ -236,3 +236,43 @@ func TestClientServerKilledMidFlight(t *testing.T) {
 }
 
 func newReader(c net.Conn) *bufio.Reader { return bufio.NewReaderSize(c, 1<<20) }
+
+// TestDialPeerClosesDuringHello: a peer that accepts and closes at once
+// ends the connection cleanly before it is usable, and Dial must fail
+// rather than return a nil Client with a nil error (the pool's keep then
+// dereferenced it). One that sends HELLO and then closes may give either a
+// Client or an error, never neither.
+func TestDialPeerClosesDuringHello(t *testing.T) {
+	for _, sendHello := range []bool{false, true} {
+		for _, b := range backends {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					if sendHello {
+						c.Write(helloPacket(0))
+					}
+					c.Close()
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			cl, err := Dial(ctx, "tcp", ln.Addr().String(), &ClientOptions{Backend: b})
+			cancel()
+			ln.Close()
+			switch {
+			case cl == nil && err == nil:
+				t.Errorf("hello %v, %v: Dial returned neither a Client nor an error", sendHello, b)
+			case !sendHello && err == nil:
+				t.Errorf("%v: Dial to a peer that closed at once succeeded", b)
+			case cl != nil:
+				cl.Close()
+			}
+		}
+	}
+}
