@@ -258,16 +258,35 @@ func (s *Server) startLoops(lnfds []int) error {
 	return nil
 }
 
+// yieldEvery bounds how long a client loop that keeps finding work, or
+// any loop that spins, holds its P before the process's other goroutines
+// get to run. Without it, a zw bench open-loop run at GOMAXPROCS 1 traced
+// its pacers, the goroutines that send on time, waiting 9 ms: the loop
+// found an event within every few polls, never reached a yield, and only
+// the runtime's 10 ms preemption let them in.
+const yieldEvery = int64(20 * time.Microsecond)
+
 func (l *loop) run() {
-	// The loop blocks in epoll_wait: on a thread of its own it is woken
-	// there directly, and the scheduler does not start a new thread for
-	// its P at every wait.
-	runtime.LockOSThread()
+	// A server's loop blocks in epoll_wait on a thread of its own: it is
+	// woken there directly, and the scheduler does not start a new thread
+	// for its P at every wait. A client's loop shares its P with the
+	// application's goroutines, which it yields to every yieldEvery: on a
+	// locked thread each yield would hand the P to another thread and
+	// back, on an unlocked one it is a goroutine switch.
+	client := l.srv.forClients
+	if !client {
+		runtime.LockOSThread()
+	}
 	defer l.srv.wg.Done()
 	p := &l.plat
 	busy := int64(l.srv.opts.BusyPoll)
 	lastEvent := monotime()
+	lastYield := lastEvent
 	for !p.stop {
+		if now := monotime(); client && now-lastYield > yieldEvery {
+			runtime.Gosched()
+			lastYield = now
+		}
 		timeout := l.wheel.next(l.now)
 		if len(l.again) > 0 {
 			timeout = 0
@@ -276,12 +295,13 @@ func (l *loop) run() {
 		if busy > 0 && timeout != 0 {
 			// Spinning keeps the vCPU awake: waking an idle one costs tens
 			// of microseconds, more than the work of a request.
-			for spins := 1; monotime()-lastEvent < busy && l.tasks.empty(); spins++ {
+			for now := monotime(); now-lastEvent < busy && l.tasks.empty(); now = monotime() {
 				if n, err = p.poller.Wait(p.events, 0); n > 0 || err != nil {
 					break
 				}
-				if spins%32 == 0 {
+				if now-lastYield > yieldEvery {
 					runtime.Gosched() // the polls are raw: let other goroutines run
+					lastYield = now
 				}
 			}
 		}
@@ -294,7 +314,7 @@ func (l *loop) run() {
 			// replying through Deferred) queue their tasks first. S1's
 			// p50 fell from 62-63 to 26-33 us and S3's requests per core
 			// rose by a fifth in the same runs (docs/PERFORMANCE.md).
-			// The client engine's loops do not: with them yielding too, a
+			// The client engine's loops do not: with them yielding here too, a
 			// client and a server in one process (zw bench's open-loop
 			// test, 2000 req/s at depth 1) achieved only 917-1235 req/s.
 			if n, err = p.poller.Wait(p.events, 0); n == 0 && err == nil {
