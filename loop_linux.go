@@ -305,7 +305,7 @@ func (l *loop) run() {
 				}
 			}
 		}
-		if n == 0 && err == nil && timeout != 0 && !l.srv.forClients {
+		if n == 0 && err == nil && timeout != 0 && !client {
 			// Before sleeping, as gnet does: poll once more, then yield.
 			// On this locked thread the yield hands the P to another
 			// thread and back, which keeps the vCPU awake through the
@@ -314,9 +314,10 @@ func (l *loop) run() {
 			// replying through Deferred) queue their tasks first. S1's
 			// p50 fell from 62-63 to 26-33 us and S3's requests per core
 			// rose by a fifth in the same runs (docs/PERFORMANCE.md).
-			// The client engine's loops do not: with them yielding here too, a
-			// client and a server in one process (zw bench's open-loop
-			// test, 2000 req/s at depth 1) achieved only 917-1235 req/s.
+			// The client engine's loops do not: with them yielding here
+			// too, a client and a server in one process (zw bench's
+			// open-loop test, 2000 req/s at depth 1) achieved only
+			// 917-1235 req/s.
 			if n, err = p.poller.Wait(p.events, 0); n == 0 && err == nil {
 				runtime.Gosched()
 			}
