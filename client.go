@@ -251,9 +251,9 @@ func Dial(ctx context.Context, network, addr string, opts *ClientOptions) (*Clie
 	}
 }
 
-// errHandshakeClosed is Dial's error for a connection that ended cleanly
-// before it could be used: a peer that closed, or said GOAWAY, during the
-// HELLO exchange.
+// errHandshakeClosed is Dial's error for a connection that ended without
+// an error before it could be used: a peer that closed it during the HELLO
+// exchange.
 var errHandshakeClosed = errors.New("zerowire: connection closed during the HELLO exchange")
 
 // dialErr is why a connection that ended during Dial cannot be used; a

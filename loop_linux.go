@@ -283,9 +283,11 @@ func (l *loop) run() {
 	lastEvent := monotime()
 	lastYield := lastEvent
 	for !p.stop {
-		if now := monotime(); client && now-lastYield > yieldEvery {
-			runtime.Gosched()
-			lastYield = now
+		if client {
+			if now := monotime(); now-lastYield > yieldEvery {
+				runtime.Gosched()
+				lastYield = now
+			}
 		}
 		timeout := l.wheel.next(l.now)
 		if len(l.again) > 0 {
