@@ -11,6 +11,16 @@ import (
 	"unicode/utf8"
 )
 
+// fuzzInput turns the parser targets' arguments into the bytes and limits
+// to parse: with fix, a repaired copy of b (the fuzzer owns b).
+func fuzzInput(b []byte, max uint32, crc, fix bool) ([]byte, Limits) {
+	if fix {
+		b = bytes.Clone(b)
+		repair(b)
+	}
+	return b, Limits{MaxPacketSize: max, PayloadCRC: crc}
+}
+
 // repair makes random bytes more likely to reach the rules past the header
 // checksum, which a fuzzer cannot invert: it walks the packets by their size
 // fields, setting magic and version and recomputing the header checksum and,
@@ -119,11 +129,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(AppendPacket(AppendPacket(nil, FrameHello, 0, 0, AppendHello(nil, validHello)), FramePing, 0, 1, nil), uint32(4096), false, true)
 	f.Add([]byte("ZWIR"), uint32(0), false, false)
 	f.Fuzz(func(t *testing.T, b []byte, max uint32, crc bool, fix bool) {
-		lim := Limits{MaxPacketSize: max, PayloadCRC: crc}
-		if fix {
-			b = bytes.Clone(b)
-			repair(b)
-		}
+		b, lim := fuzzInput(b, max, crc, fix)
 		checkStream(t, b, lim)
 	})
 }
@@ -225,11 +231,7 @@ func FuzzParsePacket(f *testing.F) {
 	f.Add(AppendPacket(nil, FrameRequest, FlagPayloadCRC, 1, []byte("checked")), uint32(0), true, false)
 	f.Add([]byte("ZWIR"), uint32(0), false, false)
 	f.Fuzz(func(t *testing.T, b []byte, max uint32, crc bool, fix bool) {
-		lim := Limits{MaxPacketSize: max, PayloadCRC: crc}
-		if fix {
-			b = bytes.Clone(b)
-			repair(b)
-		}
+		b, lim := fuzzInput(b, max, crc, fix)
 		p, n, err := Parse(b, lim)
 		if msg := checkVerdict(b, lim, p, n, err); msg != "" {
 			t.Fatalf("%s\nParse(%x, %+v) = %+v, %d, %v", msg, b, lim, p.Header, n, err)
