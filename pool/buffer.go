@@ -136,7 +136,7 @@ func (b Buffer) Release() {
 	// the class's spare goes back to being the spare, in one CAS that also
 	// checks b's generation. Anything else, a stale b included, fails the
 	// CAS and takes the general path.
-	if c := s.cls; c.spare.Load() == s && !c.debug &&
+	if c := s.cls; c.spare.Load() == s &&
 		s.state.CompareAndSwap(live(b.gen), freeState(b.gen+1, spareMark)) {
 		c.spareStays(s)
 		return
@@ -153,9 +153,10 @@ func (b Buffer) release(op string) {
 	s := b.s
 	c := s.cls
 	if c.debug {
-		// Poison the memory before any Get can see the slot free.
+		// Poison the memory before any Get can see the slot free; a
+		// debug pool keeps no spare (see class).
 		if b.drop(op, false) {
-			c.free(s)
+			c.push(s)
 		}
 		return
 	}

@@ -18,7 +18,6 @@ const (
 // Buffers parked in a Cache count as in use in Stats until Flush.
 type Cache struct {
 	p       *Pool
-	maxSize uint
 	debug   bool
 	stacks  []cacheStack // per class
 	scratch []*slot      // for refill
@@ -39,7 +38,7 @@ type parked struct {
 // NewCache returns an empty Cache in front of p. Call Flush when the owner
 // is done, or the slots it holds stay out of the shared lists.
 func (p *Pool) NewCache() *Cache {
-	c := &Cache{p: p, maxSize: uint(p.maxSize), debug: p.debug, stacks: make([]cacheStack, len(p.classes))}
+	c := &Cache{p: p, debug: p.debug, stacks: make([]cacheStack, len(p.classes))}
 	half := 0
 	for i := range c.stacks {
 		n := min(max(cacheBytes/p.classes[i].size, 1), maxCacheSlots)
@@ -58,7 +57,7 @@ func (p *Pool) NewCache() *Cache {
 func (c *Cache) Get(n int) (Buffer, error) {
 	// The common case, with no call on the way: a parked slot already
 	// holds its reference, so handing it out writes nothing shared.
-	if uint(n) <= c.maxSize && !c.debug && !c.p.closed.Load() {
+	if uint64(n) < c.p.getLimit.Load() && !c.debug {
 		if k := &c.stacks[classIndex(n)]; k.n > 0 {
 			k.n--
 			e := k.slots[k.n]
@@ -71,7 +70,7 @@ func (c *Cache) Get(n int) (Buffer, error) {
 // get is Get's general path: refills an empty stack, and in debug mode
 // checks the poison.
 func (c *Cache) get(n int) (Buffer, error) {
-	if uint(n) > c.maxSize || c.p.closed.Load() {
+	if uint64(n) >= c.p.getLimit.Load() {
 		return Buffer{}, c.p.getErr(n)
 	}
 	i := classIndex(n)

@@ -57,7 +57,7 @@ func freed(s *slot) {
 	r := s.reg
 	site := callSite()
 	r.freedAt[s.idx&r.mask].Store(&site)
-	if !r.cls.pool.closed.Load() {
+	if !r.cls.pool.closed() {
 		poison(r.bytes(s))
 	}
 }

@@ -33,6 +33,10 @@ import (
 // moves the pointer off a slot, and whoever makes a slot a spare, then
 // reads the other's word (see reclaim), so a free spare the pointer left is
 // always pushed onto the stack by one of them and never stranded.
+//
+// A debug pool keeps no spare: each slot it frees is poisoned and pushed,
+// so the fast paths of Get and Release, which skip the poison check, find
+// no spare there and need not test for debug mode.
 type class struct {
 	// Read-mostly: every Get and Release reads these, so they sit apart
 	// from head and spare.
@@ -110,19 +114,6 @@ func (c *class) takeSpare() (*slot, uint64) {
 		return nil, 0
 	}
 	return s, in
-}
-
-// free returns a free slot that the caller owns, in state freeState(g, 0),
-// to the class: as the spare unless the spare is free, else onto the stack.
-func (c *class) free(s *slot) {
-	st := s.state.Load()
-	sp := c.spare.Load()
-	if sp != s && sp.isSpare() {
-		c.push(s)
-		return
-	}
-	s.state.Store(st | spareMark)
-	c.offerSpare(s, sp)
 }
 
 // offerSpare points the spare at s, just made a free spare, where it

@@ -100,9 +100,10 @@ var forceDebug = false
 // or Cache.Get.
 type Pool struct {
 	classes []class // size classes, smallest first
-	maxSize int
 	debug   bool
-	closed  atomic.Bool
+	// getLimit is MaxSize+1 while the pool is open and 0 once it is
+	// closed, so that Get tests both with one compare.
+	getLimit atomic.Uint64
 
 	populate  bool
 	hugePages bool
@@ -135,12 +136,12 @@ func New(opts Options) (*Pool, error) {
 		return nil, fmt.Errorf("pool: MaxBytes %d above %d", maxBytes, int64(maxMaxBytes))
 	}
 	p := &Pool{
-		maxSize:   maxSize,
 		debug:     opts.Debug || forceDebug,
 		populate:  opts.Populate,
 		hugePages: opts.HugePages,
 		maxBytes:  maxBytes,
 	}
+	p.getLimit.Store(uint64(maxSize) + 1)
 	sizes := classSizes(maxSize)
 	p.classes = make([]class, len(sizes))
 	page := os.Getpagesize()
@@ -198,7 +199,7 @@ func classIndex(n int) int {
 // getErr returns why Get(n) cannot be served: n is above MaxSize, or the
 // pool is closed.
 func (p *Pool) getErr(n int) error {
-	if p.closed.Load() {
+	if p.closed() {
 		return ErrClosed
 	}
 	if n < 0 {
@@ -215,13 +216,14 @@ func (p *Pool) getErr(n int) error {
 // of the class is free and MaxBytes is mapped (or the kernel refused more),
 // and ErrClosed after Close. It panics if n is negative.
 func (p *Pool) Get(n int) (Buffer, error) {
-	if uint(n) > uint(p.maxSize) || p.closed.Load() {
+	if uint64(n) >= p.getLimit.Load() {
 		return Buffer{}, p.getErr(n)
 	}
 	c := &p.classes[classIndex(n)]
 	// The common case, with no call on the way: the class's spare is
-	// free and one CAS on its state puts it in use.
-	if s := c.spare.Load(); s != nil && !c.debug {
+	// free and one CAS on its state puts it in use. (A debug pool keeps
+	// no spare.)
+	if s := c.spare.Load(); s != nil {
 		if st := s.state.Load(); st&spareBits == freeBit|spareMark {
 			if in := st&^spareBits | 1; s.state.CompareAndSwap(st, in) {
 				return Buffer{s: s, gen: genOf(in), n: uint32(n)}, nil
@@ -237,7 +239,7 @@ func (p *Pool) Get(n int) (Buffer, error) {
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed.Swap(true) {
+	if p.getLimit.Swap(0) == 0 {
 		return ErrClosed
 	}
 	var first error
@@ -249,6 +251,9 @@ func (p *Pool) Close() error {
 	p.mapped.Store(0)
 	return first
 }
+
+// closed reports whether Close has been called.
+func (p *Pool) closed() bool { return p.getLimit.Load() == 0 }
 
 // Stats is a snapshot of a pool's memory.
 type Stats struct {

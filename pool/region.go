@@ -65,7 +65,7 @@ func (c *class) grow() (*slot, uint64, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed.Load() {
+	if p.closed() {
 		return nil, 0, ErrClosed
 	}
 	if s, st := c.takeSpare(); s != nil {
