@@ -39,6 +39,21 @@ func intact(b []byte, id uint64) bool {
 	return true
 }
 
+// getStamped gets a buffer of n bytes and stamps id on it. It returns the
+// zero owned if the pool is exhausted, which the stress tests expect, and
+// any other error.
+func getStamped(get func(int) (pool.Buffer, error), n int, id uint64) (owned, error) {
+	b, err := get(n)
+	if errors.Is(err, pool.ErrExhausted) {
+		return owned{}, nil
+	}
+	if err != nil {
+		return owned{}, err
+	}
+	stamp(b.Bytes(), id)
+	return owned{b, id}, nil
+}
+
 // TestStress has goroutines acquire buffers (half of them through a Cache),
 // stamp each with a pattern no other buffer carries, hold some, and hand
 // retained references to each other over channels. Every holder checks the
@@ -98,22 +113,20 @@ func TestStress(t *testing.T) {
 					}
 				default:
 				}
-				b, err := get(1 + rng.IntN(maxSize>>uint(rng.IntN(7))))
-				if errors.Is(err, pool.ErrExhausted) {
-					continue
-				}
+				o, err := getStamped(get, 1+rng.IntN(maxSize>>uint(rng.IntN(7))), uint64(w)<<32|uint64(r))
 				if err != nil {
 					errs <- err
 					return
 				}
-				o := owned{b, uint64(w)<<32 | uint64(r)}
-				stamp(b.Bytes(), o.id)
+				if o.b.IsZero() {
+					continue
+				}
 				if rng.IntN(2) == 0 {
-					b.Retain()
+					o.b.Retain()
 					select {
 					case inbox[rng.IntN(workers)] <- o:
 					default:
-						b.Release()
+						o.b.Release()
 					}
 				}
 				held = append(held, o)
@@ -215,16 +228,14 @@ func TestStressSpare(t *testing.T) {
 					}
 					continue
 				}
-				b, err := p.Get(size)
-				if errors.Is(err, pool.ErrExhausted) {
-					continue
-				}
+				o, err := getStamped(p.Get, size, uint64(w)<<32|uint64(r))
 				if err != nil {
 					errs <- err
 					return
 				}
-				o := owned{b, uint64(w)<<32 | uint64(r)}
-				stamp(b.Bytes(), o.id)
+				if o.b.IsZero() {
+					continue
+				}
 				held = append(held, o)
 			}
 			for len(held) > 0 {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zerowire/zerowire"
+	"github.com/zerowire/zerowire/pool"
 	"github.com/zerowire/zerowire/wire"
 )
 
@@ -25,6 +26,38 @@ type deferringEcho struct {
 	workers   sync.WaitGroup
 	replyErrs atomic.Int64
 	firstErr  atomic.Value
+}
+
+// startDeferring starts a server of backend b, listening on loopback, whose
+// deferringEcho answers after up to 3 ms, over a pool of its own. The
+// caller closes the server, then the pool.
+func startDeferring(t *testing.T, b zerowire.Backend) (*zerowire.Server, *pool.Pool, *deferringEcho) {
+	t.Helper()
+	bufs := newPool(t)
+	h := &deferringEcho{maxDelay: 3 * time.Millisecond}
+	srv, err := zerowire.NewServer(h, zerowire.Options{Backend: b, Pool: bufs, Logger: quiet()})
+	if err != nil {
+		bufs.Close()
+		t.Fatal(err)
+	}
+	if err := srv.Listen("127.0.0.1:0"); err != nil {
+		srv.Close()
+		bufs.Close()
+		t.Fatal(err)
+	}
+	return srv, bufs, h
+}
+
+// settled checks, once the server has shut down, that every worker has
+// returned and that no Defer or Reply failed.
+func (h *deferringEcho) settled(t *testing.T) {
+	t.Helper()
+	if !waitGroup(&h.workers, 10*time.Second) {
+		t.Fatalf("workers still answering 10s after Shutdown returned")
+	}
+	if n := h.replyErrs.Load(); n > 0 {
+		t.Errorf("%d Defer or Reply calls failed; the first: %v", n, h.firstErr.Load())
+	}
 }
 
 func (h *deferringEcho) OnOpen(*zerowire.Conn)         {}
@@ -220,17 +253,9 @@ func TestShutdownUnderLoad(t *testing.T) {
 
 func shutdownRaw(t *testing.T, b zerowire.Backend, conns, inFlight int, loadFor time.Duration) {
 	checkLeaks := leakCheck(t)
-	bufs := newPool(t)
+	srv, bufs, h := startDeferring(t, b)
 	defer bufs.Close()
-	h := &deferringEcho{maxDelay: 3 * time.Millisecond}
-	srv, err := zerowire.NewServer(h, zerowire.Options{Backend: b, Pool: bufs, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer srv.Close()
-	if err := srv.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
 	// Every connection is dialed first, and the load starts on all at once.
 	var wg sync.WaitGroup
 	rcs := make([]*rawShutdownConn, conns)
@@ -263,12 +288,7 @@ func shutdownRaw(t *testing.T, b zerowire.Backend, conns, inFlight int, loadFor 
 	if !waitGroup(&wg, 30*time.Second) {
 		t.Fatalf("clients still reading 30s after Shutdown returned")
 	}
-	if !waitGroup(&h.workers, 10*time.Second) {
-		t.Fatalf("workers still answering 10s after Shutdown returned")
-	}
-	if n := h.replyErrs.Load(); n > 0 {
-		t.Errorf("%d Defer or Reply calls failed; the first: %v", n, h.firstErr.Load())
-	}
+	h.settled(t)
 
 	var sent, answered, discarded, late uint64
 	bad := 0
@@ -333,17 +353,9 @@ func TestShutdownUnderLoadClients(t *testing.T) {
 
 func shutdownClients(t *testing.T, b zerowire.Backend, conns, inFlight int, loadFor time.Duration) {
 	checkLeaks := leakCheck(t)
-	bufs := newPool(t)
+	srv, bufs, h := startDeferring(t, b)
 	defer bufs.Close()
-	h := &deferringEcho{maxDelay: 3 * time.Millisecond}
-	srv, err := zerowire.NewServer(h, zerowire.Options{Backend: b, Pool: bufs, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer srv.Close()
-	if err := srv.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
 	clients := make([]*zerowire.Client, conns)
 	for i := range clients {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -439,12 +451,7 @@ func shutdownClients(t *testing.T, b zerowire.Backend, conns, inFlight int, load
 		}
 		cl.Close()
 	}
-	if !waitGroup(&h.workers, 10*time.Second) {
-		t.Fatalf("workers still answering 10s after Shutdown returned")
-	}
-	if n := h.replyErrs.Load(); n > 0 {
-		t.Errorf("%d Defer or Reply calls failed; the first: %v", n, h.firstErr.Load())
-	}
+	h.settled(t)
 	var calls, ok, notProcessed int
 	for _, oc := range outcomes {
 		for _, o := range oc {
