@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,9 +188,6 @@ func TestPoolSurvivesServerRestart(t *testing.T) {
 	if err := call(); err != nil {
 		t.Fatal(err)
 	}
-	// Killed mid-flight: calls in progress fail with a clear error, none hangs.
-	slow := &slowHandler{delay: time.Second}
-	_ = slow
 	s.Close()
 	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	_, err = p.Call(short, []byte("down"))
@@ -211,6 +209,57 @@ func TestPoolSurvivesServerRestart(t *testing.T) {
 	}
 }
 
+// TestPoolConnEndsAfterPick: a connection that ends between the pool's
+// choice and the call has sent nothing, so the call is retried on another
+// connection, and a caller that closed nothing never sees ErrClosed (the
+// crash test in bench/faults once got it, started while its server was
+// down).
+func TestPoolConnEndsAfterPick(t *testing.T) {
+	s := startServer(t, &echoHandler{}, Options{})
+	for _, conns := range []int{2, 1} {
+		p, err := NewPool(PoolOptions{Addrs: []string{s.Addr().String()}, ConnsPerAddr: conns, MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the pool's connections", func() bool {
+			up := 0
+			for _, sl := range p.slots {
+				if cl := sl.cl.Load(); cl != nil && cl.state.Load() == 1 {
+					up++
+				}
+			}
+			return up == conns
+		})
+		// With two connections only the first pick is closed; with one,
+		// every pick is, so the call can only fail.
+		var picks atomic.Int32
+		testHookPicked = func(cl *Client) {
+			if picks.Add(1) == 1 || conns == 1 {
+				cl.Close()
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		r, err := p.Call(ctx, []byte("x"))
+		cancel()
+		testHookPicked = nil
+		switch {
+		case conns == 2 && err != nil:
+			t.Errorf("2 connections, the first closed after the pick: %v, want the answer from the other", err)
+		case conns == 2 && string(r.Payload()) != "x":
+			t.Errorf("2 connections: answer %q, want %q", r.Payload(), "x")
+		case conns == 1 && !errors.Is(err, ErrNotProcessed) && !errors.Is(err, ErrNoConnection):
+			t.Errorf("1 connection closed at every pick: %v, want ErrNotProcessed or ErrNoConnection", err)
+		}
+		if r != nil {
+			r.Release()
+		}
+		if n := picks.Load(); n < 2 {
+			t.Errorf("%d connections: %d picks, want a retry after the closed one", conns, n)
+		}
+		p.Close()
+	}
+}
+
 func TestClientServerKilledMidFlight(t *testing.T) {
 	s := startServer(t, &slowHandler{delay: 5 * time.Second}, Options{})
 	for _, b := range backends {
@@ -223,7 +272,6 @@ func TestClientServerKilledMidFlight(t *testing.T) {
 			}()
 		}
 		waitFor(t, "calls in flight", func() bool { return cl.inflight.Load() == 10 })
-		_ = b
 		defer func() {
 			for i := 0; i < 10; i++ {
 				if err := <-errc; !errors.Is(err, ErrConnLost) {

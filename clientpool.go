@@ -137,8 +137,14 @@ func (p *Pool) pick(avoid *Client) *Client {
 	return best
 }
 
+// testHookPicked, set only by tests, runs between choosing a connection
+// and calling on it, the moment a connection can end under a call.
+var testHookPicked func(*Client)
+
 // Call is Client.Call on the least loaded connection, retried on another
-// connection when the server reports the request not processed.
+// connection when the server reports the request not processed or the
+// connection ends before the request is sent. It returns ErrClosed only
+// once the Pool is closed.
 func (p *Pool) Call(ctx context.Context, payload []byte) (*Response, error) {
 	var last *Client
 	var err error
@@ -150,8 +156,16 @@ func (p *Pool) Call(ctx context.Context, payload []byte) (*Response, error) {
 			}
 			return nil, werr
 		}
+		if testHookPicked != nil {
+			testHookPicked(cl)
+		}
 		var r *Response
 		r, err = cl.Call(ctx, payload)
+		if errors.Is(err, ErrClosed) && p.ctx.Err() == nil {
+			// The connection ended between pick and Call: nothing was
+			// sent, and the caller did not close anything.
+			err = ErrNotProcessed
+		}
 		if err == nil || !(errors.Is(err, ErrNotProcessed) || errors.Is(err, ErrGoingAway)) {
 			return r, err
 		}
