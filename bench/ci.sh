@@ -14,5 +14,5 @@ go vet ./...
 # -count=1: the peers are built by the test itself, out of sight of the
 # test cache, so a cached pass could hide a broken peer.
 go test -count=1 -timeout 100s ./...
-go run ./soak --duration 30s  # mixed traffic with 1% hostile peers; exit 1 if RSS, goroutines, fds, pooled bytes or conns trend upward (soak/main.go)
+go run ./soak --duration 30s  # mixed traffic with 1% hostile peers; exit 1 if RSS, goroutines, fds, pooled bytes or conns trend upward, or fds and goroutines are not back to their start once it stops (soak/main.go)
 go test -count=1 -race -timeout 300s ./faults/...  # the fault suite (faults/doc.go) again, under the race detector

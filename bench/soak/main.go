@@ -21,7 +21,9 @@
 // After a warm-up (the first 20% of the run) a least-squares line is fitted
 // through each metric; the rule is explained at judge in trend.go. The exit
 // status is 1 when a metric trends upward, a well-behaved operation fails,
-// or a hostile connection is not dropped as the contract says.
+// a hostile connection is not dropped as the contract says, or, once the
+// traffic stops, this process holds more descriptors or goroutines than it
+// did before it began.
 package main
 
 import (
@@ -62,8 +64,8 @@ func main() {
 			f.Close()
 		}
 	}
-	if len(res.failed) > 0 {
-		for _, f := range res.failed {
+	if failed := append(res.failed, res.trendsFailed...); len(failed) > 0 {
+		for _, f := range failed {
 			fmt.Fprintln(os.Stderr, "soak: FAIL:", f)
 		}
 		os.Exit(1)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,7 +148,18 @@ type result struct {
 	samples  int
 	after    zerowire.Stats // the in-process server once traffic stopped
 	afterSet bool
-	failed   []string // why the run fails, empty when it passes
+	// before and end are this process's descriptors and goroutines before
+	// the first connection and once traffic has stopped.
+	before, end procCounts
+	// failed says why the run fails, trendsFailed which metrics trend
+	// upward; both are empty when it passes.
+	failed, trendsFailed []string
+}
+
+type procCounts struct {
+	fds        int
+	fdsErr     error // no /proc/self/fd
+	goroutines int
 }
 
 // run drives the soak for cfg.Duration and judges the samples.
@@ -186,6 +198,15 @@ func run(ctx context.Context, cfg config) (*result, error) {
 
 	sm := newSampler(srv)
 	cnt := &counts{}
+	res := &result{counts: cnt}
+	// Go's netpoller (an epoll and an eventfd) opens with the first socket
+	// the net package polls, here the first client's, and stays open: open
+	// it before the count.
+	if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
+		ln.Close()
+	}
+	res.before.fds, res.before.fdsErr = openFDs()
+	res.before.goroutines = runtime.NumGoroutine()
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 
@@ -240,11 +261,11 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	tick.Stop()
 	wg.Wait()
 
-	res := &result{counts: cnt, samples: len(sm.samples)}
+	res.samples = len(sm.samples)
 	res.trends = judge(sm.metrics, sm.samples, cfg.Duration)
 	for _, tr := range res.trends {
 		if tr.failed {
-			res.failed = append(res.failed, fmt.Sprintf("%s trends upward: %s over the run, tolerance %s",
+			res.trendsFailed = append(res.trendsFailed, fmt.Sprintf("%s trends upward: %s over the run, tolerance %s",
 				tr.metric.name, human(tr.growth, tr.metric.unit), human(tr.tolerance, tr.metric.unit)))
 		}
 	}
@@ -270,6 +291,26 @@ func run(ctx context.Context, cfg config) (*result, error) {
 		if res.after.Conns != 0 {
 			res.failed = append(res.failed, fmt.Sprintf("%d connections still open 5s after the traffic stopped", res.after.Conns))
 		}
+	}
+	// The leak check that needs no long run: once traffic stops, this
+	// process is back to the descriptors and goroutines it had before the
+	// first connection. (A trend needs the steady state, which a run of a
+	// few seconds has not reached while hostile connections, each alive
+	// for a server timeout, fill their slots.)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res.end.fds, res.end.fdsErr = openFDs()
+		res.end.goroutines = runtime.NumGoroutine()
+		if (res.end.fds <= res.before.fds && res.end.goroutines <= res.before.goroutines) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if res.before.fdsErr == nil && res.end.fdsErr == nil && res.end.fds > res.before.fds {
+		res.failed = append(res.failed, fmt.Sprintf("%d descriptors open 5s after the traffic stopped, %d before it started", res.end.fds, res.before.fds))
+	}
+	if res.end.goroutines > res.before.goroutines {
+		res.failed = append(res.failed, fmt.Sprintf("%d goroutines 5s after the traffic stopped, %d before it started", res.end.goroutines, res.before.goroutines))
 	}
 	return res, nil
 }
@@ -530,5 +571,7 @@ func printResult(w io.Writer, cfg config, res *result, took time.Duration) {
 		fmt.Fprintf(w, "server after the traffic: conns %d, accepted %d, slow consumers %d, errors sent %v, partial bytes %d, pool in use %s of %s mapped\n",
 			a.Conns, a.Accepted, a.SlowConsumers, a.ErrorsSent, a.PartialBytes, human(float64(poolInUse(a)), "B"), human(float64(a.Pool.MappedBytes), "B"))
 	}
+	fmt.Fprintf(w, "this process once the traffic stopped: %d fds (%d before it), %d goroutines (%d before it)\n",
+		res.end.fds, res.before.fds, res.end.goroutines, res.before.goroutines)
 	report(w, res.trends)
 }
