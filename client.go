@@ -462,8 +462,10 @@ func (cl *Client) sendCall(c *Conn, k *call) {
 // keeps ownership of payload. The Response's payload is valid until
 // Release. An ERROR answer is returned as a *wire.Error; a call the server
 // did not process fails with ErrNotProcessed; one lost with its connection
-// with ErrConnLost. When ctx ends first, Call returns ctx's error and the
-// late answer is dropped.
+// with ErrConnLost. A call made after the server's GOAWAY fails with
+// ErrGoingAway, and one made once the connection has ended with ErrClosed;
+// neither sends anything. When ctx ends first, Call returns ctx's error
+// and the late answer is dropped.
 func (cl *Client) Call(ctx context.Context, payload []byte) (*Response, error) {
 	k, err := cl.newCall(payload, false)
 	if err != nil {
