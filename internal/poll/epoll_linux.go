@@ -87,6 +87,8 @@ func (p *Poller) Sleeping() { p.asleep.Store(true) }
 func (p *Poller) Awake() { p.asleep.Store(false) }
 
 // Wait fills events and returns how many it filled. msec < 0 blocks, 0 polls.
+// A signal can end it early with none (EINTR is not an error): callers wait
+// in a loop.
 func (p *Poller) Wait(events []Event, msec int) (int, error) {
 	raw := p.raw
 	if len(events) < len(raw) {
