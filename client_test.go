@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,7 +139,10 @@ func TestClientErrorAnswer(t *testing.T) {
 }
 
 // slowHandler answers each REQUEST from a goroutine after a delay.
-type slowHandler struct{ delay time.Duration }
+type slowHandler struct {
+	delay    time.Duration
+	deferred atomic.Int64 // requests taken, their answers not yet sent
+}
 
 func (h *slowHandler) OnOpen(c *Conn)             {}
 func (h *slowHandler) OnClose(c *Conn, err error) {}
@@ -148,6 +152,7 @@ func (h *slowHandler) OnPacket(c *Conn, p *Packet) {
 		return
 	}
 	payload := append([]byte(nil), p.Payload...)
+	h.deferred.Add(1)
 	time.AfterFunc(h.delay, func() { d.Reply(payload) })
 }
 
