@@ -175,7 +175,7 @@ func TestHostilePeers(t *testing.T) {
 func hostileOptions(n int) Options {
 	return Options{
 		Backend:             BackendEpoll,
-		HandshakeTimeout:    300 * time.Millisecond,
+		HandshakeTimeout:    time.Second,
 		PartialTimeout:      200 * time.Millisecond,
 		MaxPartialBytes:     4 << 20,
 		MaxQueuedBytes:      16 << 10,

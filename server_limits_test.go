@@ -63,13 +63,15 @@ func TestSlowConsumer(t *testing.T) {
 // silent past it after the handshake gets ERROR IDLE_TIMEOUT.
 func TestIdleTimeout(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b Backend) {
-		s := startOn(t, b, &funcHandler{}, Options{IdleTimeout: 100 * time.Millisecond})
+		// 300 ms: the timer runs from the accept, and this goroutine may
+		// stall between its dial and its write on a loaded machine.
+		s := startOn(t, b, &funcHandler{}, Options{IdleTimeout: 300 * time.Millisecond})
 		r := dialRaw(t, s.Addr().String())
 		// One write, so that a stall of this goroutine cannot let the
 		// timeout pass between the two.
 		r.write(append(helloPacket(0), r.next(wire.FrameRequest, 0, []byte("one"))...))
-		if sh := r.expectHello(); sh.IdleTimeoutMS != 100 {
-			t.Fatalf("HELLO idle_timeout_ms %d, want 100", sh.IdleTimeoutMS)
+		if sh := r.expectHello(); sh.IdleTimeoutMS != 300 {
+			t.Fatalf("HELLO idle_timeout_ms %d, want 300", sh.IdleTimeoutMS)
 		}
 		r.expectResponse(1, []byte("one"))
 		r.expectError(wire.CodeIdleTimeout)
@@ -82,12 +84,14 @@ func TestIdleTimeout(t *testing.T) {
 // TestIdleKeepAlive: every complete packet restarts the idle timer, so
 // PINGs well inside it keep a connection open longer than the timeout.
 func TestIdleKeepAlive(t *testing.T) {
-	const idle = 400 * time.Millisecond
+	// 1 s, so that only a stall of most of a second between two PINGs
+	// (idle/8 apart) lets the timer run out.
+	const idle = time.Second
 	eachBackend(t, func(t *testing.T, b Backend) {
 		s := startOn(t, b, &funcHandler{}, Options{IdleTimeout: idle})
 		r := dialRaw(t, s.Addr().String())
 		r.handshake(0)
-		for start := time.Now(); time.Since(start) < 2*idle; {
+		for start := time.Now(); time.Since(start) < 3*idle/2; {
 			time.Sleep(idle / 8)
 			r.write(r.next(wire.FramePing, 0, []byte("keep")))
 			if p := r.read(); p.Type() != wire.FramePong || p.Seq != r.seq {
@@ -115,7 +119,8 @@ func TestIdleTimeoutBeforeHello(t *testing.T) {
 func TestHandshakeTimeout(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b Backend) {
 		h := &funcHandler{}
-		s := startOn(t, b, h, Options{HandshakeTimeout: 100 * time.Millisecond})
+		// 300 ms, for r2's dial and handshake on a loaded machine.
+		s := startOn(t, b, h, Options{HandshakeTimeout: 300 * time.Millisecond})
 		r := dialRaw(t, s.Addr().String())
 		if h := r.expectHello(); h.IdleTimeoutMS != 0 {
 			t.Fatalf("HELLO idle_timeout_ms %d, want 0", h.IdleTimeoutMS)
@@ -124,7 +129,7 @@ func TestHandshakeTimeout(t *testing.T) {
 		// A client that completed its handshake is not subject to it.
 		r2 := dialRaw(t, s.Addr().String())
 		r2.handshake(0)
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(900 * time.Millisecond)
 		r2.echo([]byte("still open"))
 		if n := len(h.openedIDs()); n != 1 {
 			t.Errorf("OnOpen called %d times, want 1", n)
