@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -176,13 +177,32 @@ func TestProcessServeBenchPing(t *testing.T) {
 func TestProcessGracefulStopUnderLoad(t *testing.T) {
 	p := startServeProcess(t, "--addr", "127.0.0.1:0")
 	bench := exec.Command(zwBinary(t), "bench", "--addr", p.addr, "--conns", "4", "--depth", "8",
-		"--duration", "20s", "--warmup", "0s", "--json")
-	var bout, berr bytes.Buffer
-	bench.Stdout, bench.Stderr = &bout, &berr
+		"--duration", "20s", "--warmup", "0s", "--json", "--progress", "always")
+	var bout bytes.Buffer
+	berr := &syncBuffer{}
+	bench.Stdout, bench.Stderr = &bout, berr
 	if err := bench.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	defer bench.Process.Kill()
+	// Mid-bench: once a progress line reports answers, however long the
+	// processes took to start on a loaded machine.
+	answered := func() bool {
+		for _, line := range strings.Split(berr.String(), "\n") {
+			f := strings.Fields(line)
+			for i := 1; i < len(f); i++ {
+				if rps, err := strconv.ParseFloat(f[i-1], 64); f[i] == "req/s" && err == nil && rps > 0 {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(20 * time.Second); !answered(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no answers reported in 20s; bench stderr %q", berr.String())
+		}
+	}
 	start := time.Now()
 	if code := p.signal(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("serve exited %d after SIGTERM; stderr:\n%s", code, p.stderr)
